@@ -1,0 +1,193 @@
+/* arena.h: an arena, the bins it keeps its free chunks in, and the
+ * operations on it.  Every function here that takes an arena expects its
+ * lock to be held by the caller, unless it says otherwise.
+ *
+ * Where a free chunk sits, by size (chunk sizes, bytes):
+ *   fastbins[i]   singly linked LIFO lists of exact sizes 32 .. max_fast
+ *                 (default 128); their chunks stay marked in use, so they do
+ *                 not merge until ptm_consolidate() moves them out.
+ *   bin 1         unsorted: every freed or split-off chunk lands here first
+ *                 and is sorted into its bin by the next malloc that scans it.
+ *   bins 2..63    small bins, one exact size each (16 * i), FIFO.
+ *   bins 64..126  large bins, each a range of sizes; the list runs from the
+ *                 largest chunk (fd of the bin) to the smallest (bk).  The
+ *                 first chunk of each distinct size is also on a circular
+ *                 "nextsize" list (fd_nextsize: next smaller size) so best-fit
+ *                 skips runs of equal sizes; other chunks have fd_nextsize NULL.
+ *   top           the chunk at the end of the newest segment, never in a bin.
+ *
+ * Arena invariants (verified by ptm_check_arena):
+ *   every bin is a consistent circular doubly linked list: c->fd->bk == c
+ *   a non-empty bin has its binmap bit set (an empty one may, until scanned)
+ *   every chunk in bins 1..126 is free; every chunk in a fastbin is not
+ *   the free chunks found walking the segments == those found in the bins
+ *   top is the last chunk of the newest segment and has P set. */
+#ifndef PTM_ARENA_H
+#define PTM_ARENA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunk.h"
+#include "lock.h"
+
+#define PTM_NBINS 128
+#define PTM_UNSORTED 1
+#define PTM_MIN_LARGE_SIZE ((size_t)1024)
+#define PTM_NFASTBINS 10
+#define PTM_MAX_FAST_LIMIT ((size_t)176) /* largest fastbin chunk size allowed */
+#define PTM_DEFAULT_MAX_FAST ((size_t)128)
+/* Freeing a chunk at least this large merges the fastbins first. */
+#define PTM_CONSOLIDATE_THRESHOLD ((size_t)65536)
+
+#define PTM_DEFAULT_MMAP_THRESHOLD ((size_t)128 * 1024)
+#define PTM_MAX_DYN_MMAP_THRESHOLD ((size_t)32 * 1024 * 1024)
+#define PTM_DEFAULT_TRIM_THRESHOLD ((size_t)128 * 1024)
+#define PTM_DEFAULT_TOP_PAD ((size_t)128 * 1024)
+#define PTM_DEFAULT_MMAP_MAX 65536
+/* The least the main arena maps when brk cannot grow. */
+#define PTM_MMAP_AS_HEAP_MIN ((size_t)1024 * 1024)
+
+/* A segment: one contiguous run of chunks.  Its header sits at the start of
+ * the memory it describes; the first chunk follows it.  The main arena has one
+ * per stretch of brk memory and one per mapping it fell back to; all but the
+ * newest end in a fencepost (a 16-byte chunk marked in use) so that nothing
+ * merges past their end. */
+typedef struct ptm_segment {
+    struct ptm_segment *next; /* older segment */
+    char *end;                /* one past the last chunk (top's end for the newest) */
+    size_t map_size;          /* length of the mapping, or 0 for brk memory */
+    size_t reserved;
+} ptm_segment_t;
+
+PTM_INLINE ptm_chunk_t *ptm_segment_first(ptm_segment_t *s)
+{
+    return (ptm_chunk_t *)((char *)s + sizeof(ptm_segment_t));
+}
+
+typedef struct ptm_arena {
+    ptm_lock_t lock;
+    int initialized;
+    int have_fast;            /* some fastbin may be non-empty */
+    size_t chunk_flag;        /* PTM_NON_MAIN_ARENA for every chunk of a secondary arena */
+    ptm_chunk_t *fastbins[PTM_NFASTBINS];
+    ptm_chunk_t *top;
+    ptm_chunk_t *last_remainder; /* the remainder of the last split for a small request */
+    ptm_chunk_t *bins[2 * PTM_NBINS]; /* fd, bk of bin i at [2i], [2i+1]; bin 0 unused */
+    uint64_t binmap[PTM_NBINS / 64];
+    ptm_segment_t *segments;  /* newest first; top lies in the first */
+    char *brk_end;            /* main arena: the program break after our last sbrk */
+    size_t system_mem;        /* bytes of all segments */
+    size_t max_system_mem;
+    struct ptm_arena *next;
+} ptm_arena_t;
+
+/* Tunable parameters, process-wide.  Written at start-up (and by mallopt
+ * under the main arena's lock); read without a lock. */
+typedef struct ptm_params {
+    size_t trim_threshold;
+    size_t top_pad;
+    size_t mmap_threshold;
+    size_t max_fast; /* largest fastbin chunk size; 0: fastbins off */
+    int mmap_max;    /* most mmapped chunks at once */
+    int no_dyn_threshold;
+} ptm_params_t;
+
+extern ptm_params_t ptm_params;
+extern ptm_arena_t ptm_main_arena;
+/* The top of an arena with no memory yet (size 0). */
+extern ptm_chunk_t ptm_empty_top;
+
+/* Figures for chunks with their own mapping, updated atomically. */
+typedef struct ptm_mmap_stats {
+    size_t count, max_count, bytes, max_bytes;
+} ptm_mmap_stats_t;
+extern ptm_mmap_stats_t ptm_mmap_stats;
+
+/* ---- bins ---- */
+
+/* A bin's list head, seen as a chunk whose fd and bk are the bin's two
+ * words.  Only fd and bk of a bin head may be touched. */
+PTM_INLINE ptm_chunk_t *ptm_bin_at(ptm_arena_t *a, unsigned i)
+{
+    return (ptm_chunk_t *)((char *)&a->bins[2 * i] - offsetof(ptm_chunk_t, fd));
+}
+PTM_INLINE int ptm_in_smallbin_range(size_t sz) { return sz < PTM_MIN_LARGE_SIZE; }
+PTM_INLINE unsigned ptm_small_index(size_t sz) { return (unsigned)(sz >> 4); }
+/* Four bins per doubling from 1 KiB to 32 MiB, then one each for [32, 64) MiB,
+ * [64, 128) MiB, and everything larger. */
+PTM_INLINE unsigned ptm_large_index(size_t sz)
+{
+    unsigned lg = 63u - (unsigned)__builtin_clzl(sz);
+    if (lg < 25)
+        return 64 + (lg - 10) * 4 + (unsigned)((sz >> (lg - 2)) & 3);
+    return lg < 27 ? 124 + (lg - 25) : 126;
+}
+PTM_INLINE unsigned ptm_bin_index(size_t sz)
+{
+    return ptm_in_smallbin_range(sz) ? ptm_small_index(sz) : ptm_large_index(sz);
+}
+PTM_INLINE unsigned ptm_fast_index(size_t sz) { return (unsigned)(sz >> 4) - 2; }
+
+PTM_INLINE void ptm_mark_bin(ptm_arena_t *a, unsigned i) { a->binmap[i >> 6] |= (uint64_t)1 << (i & 63); }
+PTM_INLINE void ptm_unmark_bin(ptm_arena_t *a, unsigned i) { a->binmap[i >> 6] &= ~((uint64_t)1 << (i & 63)); }
+PTM_INLINE int ptm_bin_marked(const ptm_arena_t *a, unsigned i)
+{
+    return (a->binmap[i >> 6] >> (i & 63)) & 1;
+}
+
+PTM_INLINE int ptm_is_main(const ptm_arena_t *a) { return a == &ptm_main_arena; }
+
+/* ---- arena.c ---- */
+void ptm_arena_init(ptm_arena_t *a);
+/* Takes a free chunk out of its bin; aborts if its links or boundary tag are
+ * corrupt. */
+void ptm_unlink(ptm_arena_t *a, ptm_chunk_t *p);
+/* Puts a free chunk (P of its successor already clear, foot written) at the
+ * front of the unsorted bin. */
+void ptm_unsorted_push(ptm_arena_t *a, ptm_chunk_t *p, size_t size);
+/* Marks the in-use chunk [p, p + size) free, merges it with free neighbours
+ * and top, and puts the result in the unsorted bin (or makes it top).
+ * Returns the size of the merged chunk. */
+size_t ptm_merge_free(ptm_arena_t *a, ptm_chunk_t *p, size_t size);
+/* Merges every fastbin chunk with its free neighbours into the unsorted bin
+ * or top. */
+void ptm_consolidate(ptm_arena_t *a);
+
+/* ---- alloc.c ---- */
+/* A chunk of at least nb bytes (nb from ptm_request2size); NULL when the
+ * system has no more memory.  May return an mmapped chunk. */
+void *ptm_arena_malloc(ptm_arena_t *a, size_t nb);
+/* Frees a chunk of a that is not mmapped. */
+void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p);
+/* Frees the tail [p, p + size) of a chunk being shrunk: p's header is
+ * written here; the chunk before it stays in use. */
+void ptm_free_tail(ptm_arena_t *a, ptm_chunk_t *p, size_t size);
+
+/* ---- realloc.c ---- */
+void *ptm_arena_realloc(ptm_arena_t *a, ptm_chunk_t *old, size_t nb);
+/* align a power of two > PTM_ALIGNMENT. */
+void *ptm_arena_memalign(ptm_arena_t *a, size_t align, size_t nb);
+
+/* ---- top.c ---- */
+/* Grows the arena (or maps a chunk of its own) to satisfy nb; the top chunk
+ * cannot. */
+void *ptm_sysmalloc(ptm_arena_t *a, size_t nb);
+/* Gives back to the OS what top holds beyond pad bytes; returns 1 if any. */
+int ptm_systrim(ptm_arena_t *a, size_t pad);
+
+/* ---- mmap_chunk.c ---- */
+/* A chunk with its own mapping, at least nb bytes, its user memory aligned to
+ * align (PTM_ALIGNMENT or a larger power of two); NULL when mmap fails or the
+ * mmap_max limit is reached. */
+void *ptm_mmap_chunk_alloc(size_t nb, size_t align);
+void ptm_mmap_chunk_free(ptm_chunk_t *p);
+/* Resizes in place or moves the mapping; NULL when the kernel refuses. */
+void *ptm_mmap_chunk_resize(ptm_chunk_t *p, size_t nb);
+
+/* ---- check.c ---- */
+/* Verifies every invariant of the arena; returns how many chunks it looked
+ * at, aborts with a message on the first inconsistency. */
+size_t ptm_check_arena(ptm_arena_t *a);
+
+#endif /* PTM_ARENA_H */

@@ -1,0 +1,54 @@
+/* os.h: the one seam between ptm and the kernel.  Only os_linux.c calls brk,
+ * mmap, munmap, mremap, madvise, mprotect or write(2).  Every call returns 0
+ * or an errno value and leaves errno itself untouched, so that callers decide
+ * what the user sees.
+ *
+ * Test builds (PTM_TESTING) can force failures through ptm_os_faults; release
+ * builds compile the checks out. */
+#ifndef PTM_OS_H
+#define PTM_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The system page size, known after ptm_os_init(). */
+extern size_t ptm_os_page;
+
+/* Reads the page size from the auxiliary vector: no allocation, no stdio. */
+void ptm_os_init(void);
+
+/* Moves the program break by incr bytes (which may be 0 or negative) and
+ * stores the break as it was before in *old.  Fails with ENOMEM when the
+ * kernel refuses (RLIMIT_DATA, a mapping in the way). */
+int ptm_os_sbrk(intptr_t incr, void **old);
+
+/* A fresh private anonymous read-write mapping of size bytes (a multiple of
+ * the page size), zero-filled, anywhere. */
+int ptm_os_mmap(size_t size, void **out);
+
+/* Unmaps [p, p + size); p and size page-aligned. */
+int ptm_os_munmap(void *p, size_t size);
+
+/* Resizes the mapping [old, old + old_size) to new_size bytes, moving it if
+ * need be; *out gets the new address.  Sizes page-aligned. */
+int ptm_os_mremap(void *old, size_t old_size, size_t new_size, void **out);
+
+/* Tells the kernel the pages of [p, p + size) are free: their contents may be
+ * dropped and read back as zero.  p and size page-aligned. */
+int ptm_os_purge(void *p, size_t size);
+
+/* Writes all of buf to fd, retrying short writes and EINTR; errors ignored. */
+void ptm_os_write(int fd, const void *buf, size_t len);
+
+#ifdef PTM_TESTING
+/* Fault injection for tests.  *_fail_after: -1 never fails; N >= 0 lets N more
+ * calls succeed and fails every one after. */
+struct ptm_os_faults {
+    int brk_fail;
+    long mmap_fail_after;
+    long mremap_fail_after;
+};
+extern struct ptm_os_faults ptm_os_faults;
+#endif
+
+#endif /* PTM_OS_H */
