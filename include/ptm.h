@@ -30,6 +30,22 @@ const char *ptm_version(void);
  * message naming it and aborts. */
 size_t ptm_heap_check(void);
 
+/* Prints ptm's statistics (per arena and in total: system memory, memory in
+ * use, free memory by where it sits, peaks, call counts...) to fd, as text or
+ * as JSON; the same report PTM_STATS gives at exit.  Never allocates.  0, or
+ * EINVAL for an unknown format. */
+#define PTM_STATS_TEXT 0
+#define PTM_STATS_JSON 1
+int ptm_stats_print(int fd, int format);
+
+/* Thread stacks for pthread_attr_setstack: returns the lowest usable
+ * address of a stack of at least size bytes, mapped with a PROT_NONE guard of
+ * at least guard bytes directly below it; NULL with errno ENOMEM (EINVAL for
+ * size 0) on failure.  ptm_stack_free gives it back; freed stacks are cached
+ * and handed out again for the same size and guard. */
+void *ptm_stack_alloc(size_t size, size_t guard);
+void ptm_stack_free(void *stack);
+
 #ifdef __cplusplus
 }
 #endif

@@ -164,7 +164,7 @@ static void *next_bin_fit(ptm_arena_t *a, unsigned i, size_t nb)
     return NULL;
 }
 
-void *ptm_arena_malloc(ptm_arena_t *a, size_t nb)
+static void *arena_malloc(ptm_arena_t *a, size_t nb)
 {
     if (nb <= ptm_params.max_fast) {
         unsigned i = ptm_fast_index(nb);
@@ -219,6 +219,14 @@ void *ptm_arena_malloc(ptm_arena_t *a, size_t nb)
     }
 }
 
+void *ptm_arena_malloc(ptm_arena_t *a, size_t nb)
+{
+    void *m = arena_malloc(a, nb);
+    if (m != NULL && !ptm_is_mmapped(ptm_mem2chunk(m)))
+        ptm_in_use_add(a, ptm_csize(ptm_mem2chunk(m)));
+    return m;
+}
+
 void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
 {
     size_t size = ptm_csize(p);
@@ -227,6 +235,7 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
     if (ptm_unlikely(size < PTM_MIN_CHUNK || (size & PTM_ALIGN_MASK) != 0))
         ptm_corrupt("free(): invalid size");
     ptm_chunk_t *next = ptm_chunk_at(p, size);
+    a->in_use -= size;
 
     if (size <= ptm_params.max_fast) {
         if (ptm_unlikely(ptm_csize(next) < PTM_FENCEPOST || ptm_csize(next) >= a->system_mem))
@@ -256,7 +265,11 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
     if (size >= PTM_CONSOLIDATE_THRESHOLD) {
         if (a->have_fast)
             ptm_consolidate(a);
-        if (ptm_csize(a->top) >= ptm_params.trim_threshold)
+        /* A mapped segment left entirely free goes back whatever the trim
+         * threshold says. */
+        ptm_segment_t *s = a->segments;
+        if (ptm_csize(a->top) >= ptm_params.trim_threshold ||
+            (s->map_size != 0 && s->next != NULL && a->top == ptm_segment_first(s)))
             ptm_systrim(a, ptm_params.top_pad);
     }
 }

@@ -1,9 +1,10 @@
-/* api.c: the exported allocation functions.  Each checks and converts its
- * arguments, picks the arena, takes its lock around one call into the arena
- * code, and turns failure into NULL with errno ENOMEM.  Chunks with their own
- * mapping are handled here without any lock.  Owns process start-up (on the
- * first call, whenever it comes: the dynamic loader and libc may allocate
- * before any constructor runs) and the fork handlers. */
+/* api.c: the exported allocation functions.  malloc and free are small
+ * inline fast paths over the thread cache with one unlikely branch each to a
+ * PTM_NOINLINE slow path; everything else checks and converts its arguments,
+ * picks the arena, and holds its lock around one call into the arena code.
+ * Failure is NULL with errno ENOMEM.  Chunks with their own mapping are
+ * handled without any lock.  No initialisation depends on constructors: the
+ * dynamic loader and libc may allocate before any runs. */
 #include "config.h"
 
 #include <errno.h>
@@ -14,31 +15,7 @@
 #include "error.h"
 #include "os.h"
 #include "ptm.h"
-
-/* ---- arenas ---- */
-
-static PTM_NOINLINE PTM_COLD void init_main_arena(ptm_arena_t *a)
-{
-    ptm_os_init();
-    ptm_arena_init(a);
-}
-
-/* The arena for a new allocation, locked. */
-PTM_INLINE ptm_arena_t *arena_lock_for_alloc(void)
-{
-    ptm_arena_t *a = &ptm_main_arena;
-    ptm_lock(&a->lock);
-    if (ptm_unlikely(!a->initialized))
-        init_main_arena(a);
-    return a;
-}
-
-/* The arena owning chunk p (not mmapped). */
-PTM_INLINE ptm_arena_t *arena_of(ptm_chunk_t *p)
-{
-    (void)p;
-    return &ptm_main_arena;
-}
+#include "tcache.h"
 
 PTM_INLINE void *fail_enomem(void)
 {
@@ -46,19 +23,74 @@ PTM_INLINE void *fail_enomem(void)
     return NULL;
 }
 
-/* ---- malloc and free ---- */
+/* The calling thread's cache, set up on first use. */
+PTM_INLINE ptm_tcache_t *thread_cache(void)
+{
+    ptm_tcache_t *tc = &ptm_tcache;
+    if (ptm_unlikely(tc->state == PTM_THREAD_NEW))
+        ptm_thread_init(tc);
+    return tc;
+}
 
-PTM_EXPORT void *malloc(size_t n)
+/* Runs an allocation in the thread's arena, and once more in another arena
+ * if that one has no memory left. */
+#define WITH_ARENA(tc, a, result, expr)                                                            \
+    do {                                                                                           \
+        (a) = (tc)->arena;                                                                         \
+        ptm_lock(&(a)->lock);                                                                      \
+        ptm_stats_fold(a, &(tc)->stats);                                                           \
+        (result) = (expr);                                                                         \
+        ptm_assert_expensive(ptm_check_arena(a) > 0);                                              \
+        ptm_unlock(&(a)->lock);                                                                    \
+        if (ptm_unlikely((result) == NULL) && ((a) = ptm_arenas_other(a)) != NULL) {               \
+            ptm_lock(&(a)->lock);                                                                  \
+            (result) = (expr);                                                                     \
+            ptm_unlock(&(a)->lock);                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* ---- malloc ---- */
+
+static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
 {
     if (ptm_unlikely(n > PTM_MAX_REQUEST))
         return fail_enomem();
+    ptm_tcache_t *tc = thread_cache();
     size_t nb = ptm_request2size(n);
-    ptm_arena_t *a = arena_lock_for_alloc();
-    void *m = ptm_arena_malloc(a, nb);
-    ptm_assert_expensive(ptm_check_arena(a) > 0);
-    ptm_unlock(&a->lock);
-    return m != NULL ? m : fail_enomem();
+    ptm_arena_t *a;
+    void *m;
+    if (nb <= PTM_TCACHE_MAX_SIZE && tc->max_count != 0)
+        WITH_ARENA(tc, a, m, ptm_tcache_refill(tc, a, nb));
+    else
+        WITH_ARENA(tc, a, m, ptm_arena_malloc(a, nb));
+    if (m == NULL)
+        return fail_enomem();
+    /* With perturbing on there is no thread cache: every block comes here. */
+    if (ptm_unlikely(ptm_params.perturb != 0))
+        memset(m, ptm_params.perturb ^ 0xff, n);
+    return m;
 }
+
+/* malloc without counting the call: also what realloc and friends use. */
+PTM_INLINE void *malloc_impl(ptm_tcache_t *tc, size_t n)
+{
+    if (ptm_likely(n <= PTM_TCACHE_MAX_REQUEST)) {
+        size_t i = ptm_tcache_index(n);
+        void *e = tc->heads[i];
+        if (ptm_likely(e != NULL))
+            return ptm_tcache_pop(tc, i, e);
+    }
+    return ptm_malloc_slow(n);
+}
+
+PTM_EXPORT void *malloc(size_t n)
+{
+    ptm_tcache_t *tc = &ptm_tcache;
+    tc->stats.malloc_calls++;
+    return malloc_impl(tc, n);
+}
+
+/* ---- free ---- */
 
 /* Freeing a mapped chunk raises the mmap threshold to its size, as glibc
  * does, so a program that keeps allocating blocks of that size gets them from
@@ -72,30 +104,73 @@ static void adjust_thresholds(size_t size)
     __atomic_store_n(&ptm_params.trim_threshold, 2 * size, __ATOMIC_RELAXED);
 }
 
-static void free_chunk(ptm_chunk_t *p)
+/* Frees chunk p, bypassing the thread cache. */
+static void free_to_arena(ptm_chunk_t *p)
 {
     if (ptm_is_mmapped(p)) {
         adjust_thresholds(ptm_csize(p));
         ptm_mmap_chunk_free(p);
         return;
     }
-    ptm_arena_t *a = arena_of(p);
+    if (ptm_unlikely(ptm_params.perturb != 0))
+        memset(ptm_chunk2mem(p), ptm_params.perturb, ptm_csize(p) - PTM_HDR);
+    ptm_arena_t *a = ptm_arena_of(p);
     ptm_lock(&a->lock);
     ptm_arena_free(a, p);
     ptm_assert_expensive(ptm_check_arena(a) > 0);
     ptm_unlock(&a->lock);
 }
 
+static PTM_NOINLINE void ptm_free_slow(void *mem)
+{
+    if (ptm_unlikely(ptm_misaligned(mem)))
+        ptm_corrupt("free(): invalid pointer");
+    ptm_chunk_t *p = ptm_mem2chunk(mem);
+    size_t size = ptm_csize(p);
+    if (!ptm_is_mmapped(p) && size >= PTM_MIN_CHUNK && size <= PTM_TCACHE_MAX_SIZE) {
+        ptm_tcache_t *tc = thread_cache();
+        size_t i = size >> 4;
+        if (tc->max_count != 0) {
+            if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key))
+                ptm_tcache_check_double_free(tc, i, mem);
+            if (tc->room[i] == 0)
+                ptm_tcache_flush_bin(tc, i, tc->max_count / 2);
+            ptm_tcache_push(tc, i, mem, ptm_tcache_key);
+            return;
+        }
+    }
+    free_to_arena(p);
+}
+
+/* free without counting the call. */
+PTM_INLINE void free_impl(ptm_tcache_t *tc, void *mem)
+{
+    size_t i = ptm_mem2chunk(mem)->size >> 4;
+    uintptr_t key = ptm_tcache_key;
+    if (ptm_likely(i < PTM_TCACHE_BINS && tc->room[i] != 0 && !ptm_misaligned(mem) &&
+                   ((uintptr_t *)mem)[1] != key)) {
+        ptm_tcache_push(tc, i, mem, key);
+        return;
+    }
+    ptm_free_slow(mem);
+}
+
 PTM_EXPORT void free(void *mem)
 {
     if (mem == NULL)
         return;
-    if (ptm_unlikely(ptm_misaligned(mem)))
-        ptm_corrupt("free(): invalid pointer");
-    free_chunk(ptm_mem2chunk(mem));
+    ptm_tcache_t *tc = &ptm_tcache;
+    tc->stats.free_calls++;
+    free_impl(tc, mem);
 }
 
-PTM_EXPORT void cfree(void *mem) { free(mem); }
+PTM_EXPORT void cfree(void *mem)
+{
+    if (mem == NULL)
+        return;
+    ptm_tcache.stats.free_calls++;
+    free_impl(&ptm_tcache, mem);
+}
 
 /* The usable size of a live chunk, checked enough that a wild pointer does
  * not pass for one. */
@@ -115,7 +190,8 @@ PTM_EXPORT void free_sized(void *mem, size_t size)
         return;
     if (ptm_unlikely(size > usable_size(mem, "free_sized(): invalid pointer")))
         ptm_corrupt("free_sized(): invalid size");
-    free_chunk(ptm_mem2chunk(mem));
+    ptm_tcache.stats.free_calls++;
+    free_impl(&ptm_tcache, mem);
 }
 
 PTM_EXPORT void free_aligned_sized(void *mem, size_t align, size_t size)
@@ -126,7 +202,8 @@ PTM_EXPORT void free_aligned_sized(void *mem, size_t align, size_t size)
         ptm_corrupt("free_aligned_sized(): invalid pointer");
     if (ptm_unlikely(size > usable_size(mem, "free_aligned_sized(): invalid pointer")))
         ptm_corrupt("free_aligned_sized(): invalid size");
-    free_chunk(ptm_mem2chunk(mem));
+    ptm_tcache.stats.free_calls++;
+    free_impl(&ptm_tcache, mem);
 }
 
 PTM_EXPORT size_t malloc_usable_size(void *mem)
@@ -136,27 +213,56 @@ PTM_EXPORT size_t malloc_usable_size(void *mem)
 
 /* ---- calloc ---- */
 
-PTM_EXPORT void *calloc(size_t n, size_t size)
+/* Allocates from the arena, noting whether the chunk was carved from a top
+ * that had just grown: then only what top held before (to the end of its
+ * page) can be dirty. */
+static void *calloc_arena(ptm_arena_t *a, size_t nb, size_t *clear)
 {
-    size_t bytes;
-    if (ptm_unlikely(__builtin_mul_overflow(n, size, &bytes) || bytes > PTM_MAX_REQUEST))
-        return fail_enomem();
-    size_t nb = ptm_request2size(bytes);
-    ptm_arena_t *a = arena_lock_for_alloc();
     ptm_chunk_t *old_top = a->top;
     size_t old_top_size = ptm_csize(old_top);
     void *m = ptm_arena_malloc(a, nb);
-    ptm_unlock(&a->lock);
+    if (m == NULL)
+        return NULL;
+    ptm_chunk_t *p = ptm_mem2chunk(m);
+    if (ptm_is_mmapped(p)) {
+        *clear = 0; /* fresh pages from the kernel are zero */
+        return m;
+    }
+    *clear = ptm_csize(p) - PTM_WORD;
+    if (p == old_top) {
+        /* Pages past the old top are fresh, but not the page holding the
+         * byte just past it: a trim gives back whole pages only, and the
+         * break may sit a few bytes past top's end, in a page that keeps its
+         * old contents. */
+        char *fresh = (char *)ptm_align_up((uintptr_t)old_top + old_top_size + 1, ptm_os_page);
+        if ((size_t)(fresh - (char *)m) < *clear)
+            *clear = (size_t)(fresh - (char *)m);
+    }
+    return m;
+}
+
+PTM_EXPORT void *calloc(size_t n, size_t size)
+{
+    size_t bytes;
+    if (ptm_unlikely(__builtin_mul_overflow(n, size, &bytes)))
+        return fail_enomem();
+    ptm_tcache_t *tc = &ptm_tcache;
+    tc->stats.calloc_calls++;
+    if (ptm_likely(bytes <= PTM_TCACHE_MAX_REQUEST)) {
+        size_t i = ptm_tcache_index(bytes);
+        void *e = tc->heads[i];
+        if (ptm_likely(e != NULL))
+            return memset(ptm_tcache_pop(tc, i, e), 0, (i << 4) - PTM_WORD);
+    }
+    if (ptm_unlikely(bytes > PTM_MAX_REQUEST))
+        return fail_enomem();
+    tc = thread_cache();
+    size_t nb = ptm_request2size(bytes), clear = 0;
+    ptm_arena_t *a;
+    void *m;
+    WITH_ARENA(tc, a, m, calloc_arena(a, nb, &clear));
     if (m == NULL)
         return fail_enomem();
-    ptm_chunk_t *p = ptm_mem2chunk(m);
-    if (ptm_is_mmapped(p))
-        return m; /* fresh pages from the kernel are zero */
-    size_t clear = ptm_csize(p) - PTM_WORD;
-    /* Carved from top after it grew: only what top held before can be
-     * dirty; the new brk pages beyond it are zero. */
-    if (p == old_top && old_top_size - PTM_HDR < clear)
-        clear = old_top_size - PTM_HDR;
     return memset(m, 0, clear);
 }
 
@@ -165,7 +271,7 @@ PTM_EXPORT void *calloc(size_t n, size_t size)
 /* Moves a mapped chunk to a new block of n bytes. */
 static void *move_mapped(ptm_chunk_t *p, size_t n)
 {
-    void *m = malloc(n);
+    void *m = malloc_impl(&ptm_tcache, n);
     if (m == NULL)
         return NULL;
     size_t have = ptm_csize(p) - PTM_HDR;
@@ -188,12 +294,32 @@ static void *realloc_mapped(ptm_chunk_t *p, size_t n, size_t nb)
     return move_mapped(p, n);
 }
 
+/* Resizes an arena chunk in its own arena, or moves it to another arena's
+ * memory when that one has none left. */
+static void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb)
+{
+    ptm_arena_t *a = ptm_arena_of(p);
+    ptm_lock(&a->lock);
+    void *m = ptm_arena_realloc(a, p, nb);
+    ptm_assert_expensive(ptm_check_arena(a) > 0);
+    ptm_unlock(&a->lock);
+    if (m != NULL)
+        return m;
+    m = malloc_impl(&ptm_tcache, n);
+    if (m == NULL)
+        return NULL;
+    memcpy(m, ptm_chunk2mem(p), ptm_csize(p) - PTM_WORD);
+    free_impl(&ptm_tcache, ptm_chunk2mem(p));
+    return m;
+}
+
 PTM_EXPORT void *realloc(void *mem, size_t n)
 {
+    ptm_tcache.stats.realloc_calls++;
     if (mem == NULL)
-        return malloc(n);
+        return malloc_impl(&ptm_tcache, n);
     if (n == 0) {
-        free(mem);
+        free_impl(&ptm_tcache, mem);
         return NULL;
     }
     if (ptm_unlikely(ptm_misaligned(mem)))
@@ -202,16 +328,7 @@ PTM_EXPORT void *realloc(void *mem, size_t n)
         return fail_enomem();
     size_t nb = ptm_request2size(n);
     ptm_chunk_t *p = ptm_mem2chunk(mem);
-    void *m;
-    if (ptm_is_mmapped(p)) {
-        m = realloc_mapped(p, n, nb);
-    } else {
-        ptm_arena_t *a = arena_of(p);
-        ptm_lock(&a->lock);
-        m = ptm_arena_realloc(a, p, nb);
-        ptm_assert_expensive(ptm_check_arena(a) > 0);
-        ptm_unlock(&a->lock);
-    }
+    void *m = ptm_is_mmapped(p) ? realloc_mapped(p, n, nb) : realloc_heap(p, n, nb);
     return m != NULL ? m : fail_enomem();
 }
 
@@ -227,8 +344,9 @@ PTM_EXPORT void *reallocarray(void *mem, size_t n, size_t size)
 
 static void *aligned_alloc_impl(size_t align, size_t n)
 {
+    ptm_tcache.stats.memalign_calls++;
     if (align <= PTM_ALIGNMENT)
-        return malloc(n);
+        return malloc_impl(&ptm_tcache, n);
     if (ptm_unlikely(align > SIZE_MAX / 2 + 1)) {
         errno = EINVAL;
         return NULL;
@@ -237,6 +355,7 @@ static void *aligned_alloc_impl(size_t align, size_t n)
         align = (size_t)1 << (64 - __builtin_clzl(align));
     if (ptm_unlikely(n > PTM_MAX_REQUEST - align))
         return fail_enomem();
+    ptm_tcache_t *tc = thread_cache();
     size_t nb = ptm_request2size(n);
     void *m = NULL;
     if (nb >= ptm_params.mmap_threshold) {
@@ -244,10 +363,8 @@ static void *aligned_alloc_impl(size_t align, size_t n)
         if (m != NULL)
             return m;
     }
-    ptm_arena_t *a = arena_lock_for_alloc();
-    m = ptm_arena_memalign(a, align, nb);
-    ptm_assert_expensive(ptm_check_arena(a) > 0);
-    ptm_unlock(&a->lock);
+    ptm_arena_t *a;
+    WITH_ARENA(tc, a, m, ptm_arena_memalign(a, align, nb));
     return m != NULL ? m : fail_enomem();
 }
 
@@ -275,8 +392,7 @@ PTM_EXPORT int posix_memalign(void **out, size_t align, size_t n)
 
 static size_t page_size(void)
 {
-    if (ptm_unlikely(!ptm_main_arena.initialized))
-        ptm_os_init();
+    ptm_ensure_init();
     return ptm_os_page;
 }
 
@@ -296,19 +412,23 @@ PTM_EXPORT const char *ptm_version(void) { return "ptm " PACKAGE_VERSION; }
 
 PTM_EXPORT size_t ptm_heap_check(void)
 {
-    ptm_arena_t *a = arena_lock_for_alloc();
-    size_t n = ptm_check_arena(a);
-    ptm_unlock(&a->lock);
+    ptm_ensure_init();
+    size_t n = ptm_tcache_check(&ptm_tcache);
+    for (ptm_arena_t *a = &ptm_main_arena; a != NULL; a = __atomic_load_n(&a->next, __ATOMIC_ACQUIRE)) {
+        ptm_lock(&a->lock);
+        n += ptm_check_arena(a);
+        ptm_unlock(&a->lock);
+    }
     return n;
 }
 
-/* ---- fork ---- */
+/* ---- start-up ---- */
 
-static void prefork(void) { ptm_lock(&ptm_main_arena.lock); }
-static void postfork_parent(void) { ptm_unlock(&ptm_main_arena.lock); }
-static void postfork_child(void) { ptm_lock_reinit(&ptm_main_arena.lock); }
-
+/* Constructors run after the loader and libc may already have allocated;
+ * nothing else depends on this one.  Being in this file, it is linked into
+ * every program that uses ptm, static ones included. */
 __attribute__((constructor)) static void ptm_constructor(void)
 {
-    pthread_atfork(prefork, postfork_parent, postfork_child);
+    ptm_fork_init();
+    ptm_stats_start();
 }

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "arena.h"
+#include "tcache.h"
 #include "debug.h"
 #include "error.h"
 
@@ -14,6 +15,9 @@ ptm_params_t ptm_params = {
     .max_fast = PTM_DEFAULT_MAX_FAST,
     .mmap_max = PTM_DEFAULT_MMAP_MAX,
     .no_dyn_threshold = 0,
+    .arena_max = 0,
+    .arena_test = 8,
+    .tcache_count = PTM_TCACHE_DEFAULT_COUNT,
 };
 
 ptm_arena_t ptm_main_arena = {.lock = PTM_LOCK_INIT};

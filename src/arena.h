@@ -30,6 +30,7 @@
 
 #include "chunk.h"
 #include "lock.h"
+#include "stats.h"
 
 #define PTM_NBINS 128
 #define PTM_UNSORTED 1
@@ -49,21 +50,36 @@
 #define PTM_MMAP_AS_HEAP_MIN ((size_t)1024 * 1024)
 
 /* A segment: one contiguous run of chunks.  Its header sits at the start of
- * the memory it describes; the first chunk follows it.  The main arena has one
- * per stretch of brk memory and one per mapping it fell back to; all but the
- * newest end in a fencepost (a 16-byte chunk marked in use) so that nothing
- * merges past their end. */
+ * the memory it describes; the first chunk follows it (and, in the first heap
+ * of a secondary arena, the arena itself).  Segments are the main arena's
+ * stretches of brk memory and the regions it mapped when brk failed, and a
+ * secondary arena's heaps.  All but an arena's newest end in two fenceposts
+ * (16-byte chunks marked in use, starting at `fence`) so that nothing merges
+ * past their end.
+ *
+ * A mapped segment (map_size != 0) may grow its chunks up to map_size; for a
+ * heap, only the first `committed` bytes are read-write (the rest of its
+ * PTM_HEAP_MAX reservation is PROT_NONE until the heap grows). */
 typedef struct ptm_segment {
     struct ptm_segment *next; /* older segment */
     char *end;                /* one past the last chunk (top's end for the newest) */
     size_t map_size;          /* length of the mapping, or 0 for brk memory */
+    size_t committed;         /* bytes made read-write from the segment's start */
+    struct ptm_arena *arena;  /* the owner */
+    size_t first_off;         /* offset of the first chunk */
+    char *fence;              /* the first fencepost, once retired */
     size_t reserved;
 } ptm_segment_t;
 
 PTM_INLINE ptm_chunk_t *ptm_segment_first(ptm_segment_t *s)
 {
-    return (ptm_chunk_t *)((char *)s + sizeof(ptm_segment_t));
+    return (ptm_chunk_t *)((char *)s + s->first_off);
 }
+
+/* Secondary arenas' heaps are reserved at this size and alignment, so the
+ * heap (and arena) of a chunk with NON_MAIN_ARENA set is found by masking its
+ * address. */
+#define PTM_HEAP_MAX ((size_t)64 * 1024 * 1024)
 
 typedef struct ptm_arena {
     ptm_lock_t lock;
@@ -79,7 +95,17 @@ typedef struct ptm_arena {
     char *brk_end;            /* main arena: the program break after our last sbrk */
     size_t system_mem;        /* bytes of all segments */
     size_t max_system_mem;
-    struct ptm_arena *next;
+    /* Bytes of the segments that are neither in a bin, a fastbin nor top:
+     * chunks handed out (thread caches included), segment headers and
+     * fenceposts.  Invariant, checked by ptm_check_arena:
+     *   sum of segment spans == in_use + binned + fastbinned + top */
+    size_t in_use;
+    size_t in_use_peak;
+    ptm_arena_stats_t stats;
+    struct ptm_arena *next;      /* all arenas, main first (arenas.c) */
+    struct ptm_arena *next_free; /* arenas no thread uses (arenas.c) */
+    size_t attached;             /* threads using this arena (under the arena list lock) */
+    unsigned index;              /* 0 for main, then in order of creation */
 } ptm_arena_t;
 
 /* Tunable parameters, process-wide.  Written at start-up (and by mallopt
@@ -91,6 +117,11 @@ typedef struct ptm_params {
     size_t max_fast; /* largest fastbin chunk size; 0: fastbins off */
     int mmap_max;    /* most mmapped chunks at once */
     int no_dyn_threshold;
+    size_t arena_max;  /* most arenas; 0: 8 per CPU the process may use */
+    size_t arena_test; /* arenas created before arena_max is worked out */
+    size_t tcache_count; /* chunks per thread-cache bin; 0: no thread cache */
+    int perturb;         /* 0: off; else fill allocations with ~byte, freed memory with byte */
+    int check_action;    /* integrity-check level (PTM_CHECK / MALLOC_CHECK_) */
 } ptm_params_t;
 
 extern ptm_params_t ptm_params;
@@ -138,6 +169,14 @@ PTM_INLINE int ptm_bin_marked(const ptm_arena_t *a, unsigned i)
 
 PTM_INLINE int ptm_is_main(const ptm_arena_t *a) { return a == &ptm_main_arena; }
 
+/* n more bytes of the arena's segments are in use. */
+PTM_INLINE void ptm_in_use_add(ptm_arena_t *a, size_t n)
+{
+    a->in_use += n;
+    if (a->in_use > a->in_use_peak)
+        a->in_use_peak = a->in_use;
+}
+
 /* ---- arena.c ---- */
 void ptm_arena_init(ptm_arena_t *a);
 /* Takes a free chunk out of its bin; aborts if its links or boundary tag are
@@ -173,8 +212,29 @@ void *ptm_arena_memalign(ptm_arena_t *a, size_t align, size_t nb);
 /* Grows the arena (or maps a chunk of its own) to satisfy nb; the top chunk
  * cannot. */
 void *ptm_sysmalloc(ptm_arena_t *a, size_t nb);
-/* Gives back to the OS what top holds beyond pad bytes; returns 1 if any. */
+/* Gives back to the OS what top holds beyond pad bytes, and unmaps mapped
+ * segments left entirely free; returns 1 if anything was given back. */
 int ptm_systrim(ptm_arena_t *a, size_t pad);
+/* Makes [base, base + committed) a new segment of a (header at base, which
+ * is 16-aligned), whose chunks end at end; it becomes the newest, its chunks
+ * the new top, and the old top is retired behind fenceposts. */
+void ptm_segment_push(ptm_arena_t *a, char *base, char *end, size_t map_size, size_t committed);
+
+/* ---- heap.c ---- */
+/* A new secondary arena in a fresh heap, its lock initialised, not linked
+ * anywhere; NULL when the system has no memory. */
+ptm_arena_t *ptm_heap_new_arena(void);
+/* Reserves a PTM_HEAP_MAX heap, aligned to its size, with its first
+ * `commit` bytes read-write; NULL on failure. */
+char *ptm_heap_reserve(size_t commit);
+
+/* The arena of a chunk that is not mmapped. */
+PTM_INLINE ptm_arena_t *ptm_arena_of(const ptm_chunk_t *p)
+{
+    if (!ptm_non_main(p))
+        return &ptm_main_arena;
+    return ((ptm_segment_t *)((uintptr_t)p & ~(PTM_HEAP_MAX - 1)))->arena;
+}
 
 /* ---- mmap_chunk.c ---- */
 /* A chunk with its own mapping, at least nb bytes, its user memory aligned to
@@ -184,6 +244,33 @@ void *ptm_mmap_chunk_alloc(size_t nb, size_t align);
 void ptm_mmap_chunk_free(ptm_chunk_t *p);
 /* Resizes in place or moves the mapping; NULL when the kernel refuses. */
 void *ptm_mmap_chunk_resize(ptm_chunk_t *p, size_t nb);
+
+/* ---- arenas.c ---- */
+/* Initialises the process on first use (page size, secrets, main arena). */
+void ptm_ensure_init(void);
+/* An arena for the calling thread, counted as attached. */
+ptm_arena_t *ptm_arenas_attach(void);
+/* The thread is done with a: back on the free list if nobody else uses it. */
+void ptm_arenas_detach(ptm_arena_t *a);
+/* Another arena to retry in when a has no memory, or NULL. */
+ptm_arena_t *ptm_arenas_other(ptm_arena_t *a);
+size_t ptm_arenas_count(void);
+void ptm_arenas_prefork(void);
+void ptm_arenas_postfork_parent(void);
+void ptm_arenas_postfork_child(ptm_arena_t *mine);
+
+/* ---- stack.c ---- */
+void ptm_stacks_counts(size_t *in_use, size_t *cached);
+void ptm_stacks_prefork(void);
+void ptm_stacks_postfork_parent(void);
+void ptm_stacks_postfork_child(void);
+
+/* ---- stats.c ---- */
+/* From ptm's constructor: installs the PTM_STATS_SIGNAL handler. */
+void ptm_stats_start(void);
+
+/* ---- fork.c ---- */
+void ptm_fork_init(void);
 
 /* ---- check.c ---- */
 /* Verifies every invariant of the arena; returns how many chunks it looked

@@ -37,12 +37,14 @@ static ptm_segment_t *segment_of(ptm_arena_t *a, const ptm_chunk_t *p)
 struct tally {
     size_t count;
     uintptr_t sum;
+    size_t bytes;
 };
 
 static void tally_add(struct tally *t, const ptm_chunk_t *p)
 {
     t->count++;
     t->sum += (uintptr_t)p;
+    t->bytes += ptm_csize(p);
 }
 
 static size_t walk_segment(ptm_arena_t *a, ptm_segment_t *s, struct tally *free_seen)
@@ -59,6 +61,7 @@ static size_t walk_segment(ptm_arena_t *a, ptm_segment_t *s, struct tally *free_
         CHECK(!ptm_is_mmapped(p), "mmapped bit on a heap chunk", p);
         CHECK(ptm_prev_inuse(p) == !prev_free, "PREV_INUSE disagrees with the previous chunk", p);
         if (p == a->top) {
+            CHECK(!prev_free, "free chunk next to top", p);
             CHECK(s == a->segments, "top outside the newest segment", p);
             CHECK(size >= PTM_MIN_CHUNK && (size & PTM_ALIGN_MASK) == 0, "bad top size", p);
             CHECK((char *)p + size == end, "top does not end its segment", p);
@@ -122,9 +125,14 @@ static void check_bins(ptm_arena_t *a, struct tally *in_bins, size_t limit)
         for (ptm_chunk_t *p = bin->fd; p != bin; p = p->fd) {
             CHECK(++count <= limit, "bin list does not close (cycle)", bin);
             CHECK(p->fd->bk == p && p->bk->fd == p, "bin list links broken", p);
-            CHECK(segment_of(a, p) != NULL, "chunk in a bin lies outside the arena", p);
+            ptm_segment_t *seg = segment_of(a, p);
+            CHECK(seg != NULL, "chunk in a bin lies outside the arena", p);
             size_t size = ptm_csize(p);
-            CHECK(size >= PTM_MIN_CHUNK && (size & PTM_ALIGN_MASK) == 0, "bad size in a bin", p);
+            CHECK(size >= PTM_MIN_CHUNK && (size & PTM_ALIGN_MASK) == 0 &&
+                      size <= (size_t)(seg->end - (char *)p),
+                  "bad size in a bin", p);
+            CHECK(i != PTM_UNSORTED || ptm_in_smallbin_range(size) || p->fd_nextsize == NULL,
+                  "large chunk in the unsorted bin is on a size ring", p);
             CHECK(i == PTM_UNSORTED || ptm_bin_index(size) == i, "chunk in the wrong bin", p);
             CHECK(!ptm_inuse(p), "chunk in a bin is in use", p);
             CHECK(p != a->top, "top is in a bin", p);
@@ -137,8 +145,9 @@ static void check_bins(ptm_arena_t *a, struct tally *in_bins, size_t limit)
     }
 }
 
-static void check_fastbins(ptm_arena_t *a, size_t limit)
+static size_t check_fastbins(ptm_arena_t *a, size_t limit)
 {
+    size_t bytes = 0;
     for (unsigned i = 0; i < PTM_NFASTBINS; i++) {
         size_t count = 0;
         for (ptm_chunk_t *p = a->fastbins[i]; p != NULL; p = p->fd) {
@@ -148,15 +157,17 @@ static void check_fastbins(ptm_arena_t *a, size_t limit)
             CHECK(ptm_fast_index(ptm_csize(p)) == i, "chunk in the wrong fastbin", p);
             CHECK(ptm_inuse(p), "fastbin chunk not marked in use", p);
             CHECK(a->have_fast, "fastbin not empty but have_fast clear", p);
+            bytes += ptm_csize(p);
         }
     }
+    return bytes;
 }
 
 size_t ptm_check_arena(ptm_arena_t *a)
 {
     if (!a->initialized)
         return 0;
-    struct tally walked = {0, 0}, binned = {0, 0};
+    struct tally walked = {0, 0, 0}, binned = {0, 0, 0};
     size_t chunks = 0, span = 0;
     for (ptm_segment_t *s = a->segments; s != NULL; s = s->next) {
         chunks += walk_segment(a, s, &walked);
@@ -166,8 +177,11 @@ size_t ptm_check_arena(ptm_arena_t *a)
     CHECK(span <= a->system_mem, "segments larger than the arena's system memory", a);
     size_t limit = a->system_mem / PTM_MIN_CHUNK + 1;
     check_bins(a, &binned, limit);
-    check_fastbins(a, limit);
+    size_t fast = check_fastbins(a, limit);
     CHECK(walked.count == binned.count && walked.sum == binned.sum,
           "free chunks in the heap and in the bins differ", a);
+    size_t top = a->top == &ptm_empty_top ? 0 : ptm_csize(a->top);
+    CHECK(span == a->in_use + binned.bytes + fast + top,
+          "in-use accounting disagrees with the segments and bins", a);
     return chunks;
 }

@@ -61,7 +61,9 @@ size_t ptm_vfmt(char *buf, size_t cap, const char *fmt, va_list ap)
         }
         f++;
         char pad = ' ';
-        int width = 0, lng = 0, size_t_mod = 0;
+        int width = 0, lng = 0, size_t_mod = 0, left = 0;
+        if (*f == '-')
+            left = 1, f++;
         if (*f == '0')
             pad = '0', f++;
         while (*f >= '0' && *f <= '9')
@@ -78,10 +80,12 @@ size_t ptm_vfmt(char *buf, size_t cap, const char *fmt, va_list ap)
             size_t sl = 0;
             while (s[sl])
                 sl++;
-            for (size_t i = sl; (int)i < width; i++)
+            for (size_t i = sl; !left && (int)i < width; i++)
                 put(&o, ' ');
             while (*s)
                 put(&o, *s++);
+            for (size_t i = sl; left && (int)i < width; i++)
+                put(&o, ' ');
             break;
         }
         case 'c':

@@ -15,7 +15,8 @@ PTM_NORETURN PTM_COLD void ptm_corrupt(const char *msg);
 
 /* Formats into buf (always NUL-terminated when cap > 0) and returns the length
  * written.  Understands %s %c %d %i %u %x %p %% with the l, ll and z length
- * modifiers, a field width and the 0 flag; nothing else. */
+ * modifiers, a field width, the 0 flag, and the - flag for %s; nothing
+ * else. */
 size_t ptm_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 size_t ptm_vfmt(char *buf, size_t cap, const char *fmt, va_list ap);
 

@@ -37,6 +37,21 @@ int ptm_os_mremap(void *old, size_t old_size, size_t new_size, void **out);
  * dropped and read back as zero.  p and size page-aligned. */
 int ptm_os_purge(void *p, size_t size);
 
+/* Reserves size bytes of address space aligned to align (a power of two and a
+ * multiple of the page size), PROT_NONE and charged to nothing. */
+int ptm_os_reserve_aligned(size_t size, size_t align, void **out);
+
+/* Makes [p, p + size) of a reservation read-write.  Page-aligned. */
+int ptm_os_commit(void *p, size_t size);
+
+/* Makes [p, p + size) inaccessible (a guard).  Page-aligned. */
+int ptm_os_guard(void *p, size_t size);
+
+/* How many CPUs this process may run on: its affinity mask, capped by the
+ * cgroup (v2 cpu.max or v1 cfs quota) CPU quota.  At least 1.  Reads files
+ * with raw system calls: no allocation. */
+unsigned ptm_os_cpu_count(void);
+
 /* Writes all of buf to fd, retrying short writes and EINTR; errors ignored. */
 void ptm_os_write(int fd, const void *buf, size_t len);
 

@@ -43,6 +43,7 @@ void *ptm_arena_realloc(ptm_arena_t *a, ptm_chunk_t *old, size_t nb)
     size_t next_size = ptm_csize(next);
     if (next == a->top) {
         if (old_size + next_size >= nb + PTM_MIN_CHUNK) {
+            ptm_in_use_add(a, nb - old_size);
             ptm_set_size_keep_p(old, nb | a->chunk_flag);
             ptm_chunk_t *top = ptm_chunk_at(old, nb);
             ptm_set_head(top, (old_size + next_size - nb) | PTM_PREV_INUSE | a->chunk_flag);
@@ -51,6 +52,7 @@ void *ptm_arena_realloc(ptm_arena_t *a, ptm_chunk_t *old, size_t nb)
         }
     } else if (!ptm_inuse(next) && old_size + next_size >= nb) {
         ptm_unlink(a, next);
+        ptm_in_use_add(a, next_size);
         return shrink_to(a, old, old_size + next_size, nb);
     }
 
@@ -59,7 +61,8 @@ void *ptm_arena_realloc(ptm_arena_t *a, ptm_chunk_t *old, size_t nb)
         return NULL;
     ptm_chunk_t *p = ptm_mem2chunk(m);
     if (p == next) {
-        /* The successor was a fast chunk that consolidation freed. */
+        /* The successor was a fast chunk that consolidation freed (and the
+         * malloc just counted it in use). */
         return shrink_to(a, old, old_size + ptm_csize(p), nb);
     }
     memcpy(m, ptm_chunk2mem(old), old_size - PTM_WORD);

@@ -1,9 +1,11 @@
-/* top.c: growing and trimming the main arena's top chunk.  The main arena
- * grows with brk while the break is ours and the kernel agrees; when brk
- * fails it maps regions of at least 1 MiB instead and carries on with
- * non-contiguous segments.  Trimming gives back the end of top with a
- * negative sbrk when top still ends at the break.  Caller holds the arena's
- * lock. */
+/* top.c: growing and shrinking an arena's top chunk, for every kind of
+ * segment.  A mapped segment (a heap of a secondary arena, or a region the
+ * main arena mapped) grows its chunks in place up to its mapping; the main
+ * arena otherwise grows with brk while the break is ours and the kernel
+ * agrees, and maps a region of at least 1 MiB when it does not; a secondary
+ * arena starts a new heap.  Shrinking unmaps mapped segments left entirely
+ * free, then gives back top's tail: with a negative sbrk at the break, with
+ * madvise elsewhere.  The caller holds the arena's lock. */
 #include "config.h"
 
 #include <errno.h>
@@ -20,9 +22,9 @@
 static size_t page_align(size_t n) { return ptm_align_up(n, ptm_os_page); }
 
 /* Closes the segment old_top ended: its last 32 bytes become two fenceposts
- * (chunks marked in use that nothing merges across) and the rest, if it can
- * be a chunk, is freed into the bins.  The new top is already in place. */
-static void retire_top(ptm_arena_t *a, ptm_chunk_t *old_top)
+ * and the rest, if it can be a chunk, is freed into the bins.  The new top is
+ * already in place. */
+static void retire_top(ptm_arena_t *a, ptm_segment_t *s, ptm_chunk_t *old_top)
 {
     size_t size = ptm_csize(old_top);
     ptm_assert_internal(size >= PTM_MIN_CHUNK);
@@ -35,6 +37,8 @@ static void retire_top(ptm_arena_t *a, ptm_chunk_t *old_top)
     }
     ptm_chunk_t *f1 = ptm_chunk_at(old_top, rest);
     ptm_chunk_t *f2 = ptm_chunk_at(f1, fence1);
+    s->fence = (char *)f1;
+    a->in_use += size - rest; /* the fenceposts */
     f2->size = PTM_FENCEPOST | PTM_PREV_INUSE | a->chunk_flag;
     if (rest == 0) {
         f1->size = fence1 | (old_top->size & PTM_PREV_INUSE) | a->chunk_flag;
@@ -42,25 +46,32 @@ static void retire_top(ptm_arena_t *a, ptm_chunk_t *old_top)
     }
     f1->size = fence1 | PTM_PREV_INUSE | a->chunk_flag;
     ptm_set_size_keep_p(old_top, rest | a->chunk_flag);
-    ptm_arena_free(a, old_top);
+    /* Into the bins without the trimming a free may do: that would shrink
+     * the new top the caller is about to carve from. */
+    ptm_merge_free(a, old_top, rest);
 }
 
-/* Starts a segment on [base, end), makes its chunks the new top and retires
- * the old one. */
-static void new_segment(ptm_arena_t *a, char *base, char *end, size_t map_size)
+void ptm_segment_push(ptm_arena_t *a, char *base, char *end, size_t map_size, size_t committed)
 {
-    ptm_segment_t *s = (ptm_segment_t *)ptm_align_up((uintptr_t)base, PTM_ALIGNMENT);
+    ptm_segment_t *s = (ptm_segment_t *)base;
+    ptm_assert(((uintptr_t)base & PTM_ALIGN_MASK) == 0);
     end = (char *)ptm_align_down((uintptr_t)end, PTM_ALIGNMENT);
+    ptm_segment_t *old = a->segments;
     s->end = end;
     s->map_size = map_size;
-    s->next = a->segments;
+    s->committed = committed;
+    s->arena = a;
+    s->first_off = sizeof(ptm_segment_t);
+    s->fence = NULL;
+    s->next = old;
     a->segments = s;
+    ptm_in_use_add(a, s->first_off);
     ptm_chunk_t *old_top = a->top;
     ptm_chunk_t *top = ptm_segment_first(s);
     ptm_set_head(top, (size_t)(end - (char *)top) | PTM_PREV_INUSE | a->chunk_flag);
     a->top = top;
     if (old_top != &ptm_empty_top)
-        retire_top(a, old_top);
+        retire_top(a, old, old_top);
 }
 
 static void grew(ptm_arena_t *a, size_t bytes)
@@ -68,6 +79,38 @@ static void grew(ptm_arena_t *a, size_t bytes)
     a->system_mem += bytes;
     if (a->system_mem > a->max_system_mem)
         a->max_system_mem = a->system_mem;
+}
+
+/* Moves the end of top (and of its segment) to end. */
+static void set_top_end(ptm_arena_t *a, char *end)
+{
+    a->segments->end = end;
+    ptm_set_head(a->top, (size_t)(end - (char *)a->top) | PTM_PREV_INUSE | a->chunk_flag);
+}
+
+/* Grows top within its mapped segment, committing pages as needed; 0 or
+ * ENOMEM when the segment has no room. */
+static int grow_in_mapping(ptm_arena_t *a, size_t need, size_t want)
+{
+    ptm_segment_t *s = a->segments;
+    if (s == NULL || s->map_size == 0)
+        return ENOMEM;
+    char *base = (char *)s, *top = (char *)a->top;
+    size_t room = s->map_size - (size_t)(top - base);
+    if (need > room)
+        return ENOMEM;
+    size_t new_off = page_align((size_t)(top - base) + (want < room ? want : room));
+    if (new_off > s->map_size)
+        new_off = s->map_size;
+    if (new_off > s->committed) {
+        if (ptm_os_commit(base + s->committed, new_off - s->committed) != 0)
+            return ENOMEM;
+        s->committed = new_off;
+    }
+    char *end = (char *)ptm_align_down((uintptr_t)(base + new_off), PTM_ALIGNMENT);
+    grew(a, (size_t)(end - s->end));
+    set_top_end(a, end);
+    return 0;
 }
 
 /* top ends where our last sbrk left the break, so more brk extends it. */
@@ -78,59 +121,73 @@ static int top_at_brk(const ptm_arena_t *a)
            s->end == (char *)ptm_align_down((uintptr_t)a->brk_end, PTM_ALIGNMENT);
 }
 
-/* Makes top at least nb + PTM_MIN_CHUNK bytes; 0 or ENOMEM. */
-static int grow_main(ptm_arena_t *a, size_t nb)
+/* A new brk segment on [brk, brk + len). */
+static void push_brk_segment(ptm_arena_t *a, char *brk, size_t len)
+{
+    char *base = (char *)ptm_align_up((uintptr_t)brk, PTM_ALIGNMENT);
+    a->brk_end = brk + len;
+    ptm_segment_push(a, base, brk + len, 0, 0);
+}
+
+/* The main arena's growth by brk; 0 or ENOMEM. */
+static int grow_brk(ptm_arena_t *a, size_t want)
 {
     size_t old_size = ptm_csize(a->top);
-    size_t want = nb + PTM_MIN_CHUNK + ptm_params.top_pad;
-    if (want < nb)
-        return ENOMEM;
     int extend = top_at_brk(a);
     size_t incr = extend ? page_align(want - old_size) : page_align(want + SEGMENT_OVERHEAD);
     void *brk;
-
-    if (incr != 0 && incr <= (size_t)PTRDIFF_MAX && ptm_os_sbrk((intptr_t)incr, &brk) == 0) {
-        grew(a, incr);
-        if (extend && (char *)brk == a->brk_end) {
-            a->brk_end += incr;
-            char *end = (char *)ptm_align_down((uintptr_t)a->brk_end, PTM_ALIGNMENT);
-            ptm_set_head(a->top, (size_t)(end - (char *)a->top) | PTM_PREV_INUSE | a->chunk_flag);
-            a->segments->end = end;
-            return 0;
-        }
-        /* The first brk memory, or someone else moved the break since ours:
-         * a segment of its own. */
-        if (extend) {
-            /* The break moved under us, so the request was sized as an
-             * extension; it may be too small for a fresh segment. */
-            if ((size_t)((char *)brk + incr - (char *)ptm_align_up((uintptr_t)brk, PTM_ALIGNMENT)) <
-                want + SEGMENT_OVERHEAD) {
-                void *more;
-                size_t extra = page_align(want + SEGMENT_OVERHEAD);
-                if (ptm_os_sbrk((intptr_t)extra, &more) != 0 || (char *)more != (char *)brk + incr) {
-                    a->brk_end = (char *)brk + incr;
-                    goto map_region;
-                }
-                grew(a, extra);
-                incr += extra;
-            }
-        }
-        a->brk_end = (char *)brk + incr;
-        new_segment(a, brk, (char *)brk + incr, 0);
+    if (incr == 0 || incr > (size_t)PTRDIFF_MAX || ptm_os_sbrk((intptr_t)incr, &brk) != 0)
+        return ENOMEM;
+    if (extend && (char *)brk < a->brk_end)
+        ptm_corrupt("break adjusted to free malloc space");
+    grew(a, incr);
+    if (extend && (char *)brk == a->brk_end) {
+        a->brk_end += incr;
+        set_top_end(a, (char *)ptm_align_down((uintptr_t)a->brk_end, PTM_ALIGNMENT));
         return 0;
     }
+    /* The first brk memory, or someone else moved the break since ours: a
+     * segment of its own, which an extension-sized increment may not fill. */
+    size_t fresh = page_align(want + SEGMENT_OVERHEAD);
+    if (incr < fresh) {
+        void *more;
+        if (ptm_os_sbrk((intptr_t)(fresh - incr), &more) != 0 || (char *)more != (char *)brk + incr) {
+            /* Keep the little we got as a segment anyway if it can hold one. */
+            if (incr >= SEGMENT_OVERHEAD + PTM_MIN_CHUNK)
+                push_brk_segment(a, brk, incr);
+            return ENOMEM;
+        }
+        grew(a, fresh - incr);
+        incr = fresh;
+    }
+    push_brk_segment(a, brk, incr);
+    return 0;
+}
 
-map_region:;
+/* A new mapped segment big enough for want; 0 or ENOMEM.  The main arena
+ * maps a plain region of at least 1 MiB; a secondary arena a new heap. */
+static int grow_new_mapping(ptm_arena_t *a, size_t want)
+{
     size_t len = page_align(want + SEGMENT_OVERHEAD);
     if (len < want)
         return ENOMEM;
-    if (len < PTM_MMAP_AS_HEAP_MIN)
-        len = PTM_MMAP_AS_HEAP_MIN;
-    void *m;
-    if (ptm_os_mmap(len, &m) != 0)
+    if (ptm_is_main(a)) {
+        if (len < PTM_MMAP_AS_HEAP_MIN)
+            len = PTM_MMAP_AS_HEAP_MIN;
+        void *m;
+        if (ptm_os_mmap(len, &m) != 0)
+            return ENOMEM;
+        grew(a, len);
+        ptm_segment_push(a, m, (char *)m + len, len, len);
+        return 0;
+    }
+    if (len > PTM_HEAP_MAX)
+        return ENOMEM;
+    char *h = ptm_heap_reserve(len);
+    if (h == NULL)
         return ENOMEM;
     grew(a, len);
-    new_segment(a, m, (char *)m + len, len);
+    ptm_segment_push(a, h, h + len, PTM_HEAP_MAX, len);
     return 0;
 }
 
@@ -141,8 +198,14 @@ void *ptm_sysmalloc(ptm_arena_t *a, size_t nb)
         if (m != NULL)
             return m;
     }
-    if (!ptm_is_main(a) || grow_main(a, nb) != 0) {
-        /* No heap memory: a mapping of its own is the last resort. */
+    size_t need = nb + PTM_MIN_CHUNK;
+    size_t want = need + ptm_params.top_pad;
+    int ok = need > nb && want > need &&
+             (grow_in_mapping(a, need, want) == 0 ||
+              (ptm_is_main(a) && grow_brk(a, want) == 0) || grow_new_mapping(a, want) == 0 ||
+              grow_new_mapping(a, need) == 0);
+    if (!ok) {
+        /* No arena memory: a mapping of its own is the last resort. */
         return nb < ptm_params.mmap_threshold ? ptm_mmap_chunk_alloc(nb, PTM_ALIGNMENT) : NULL;
     }
     ptm_chunk_t *top = a->top;
@@ -155,26 +218,72 @@ void *ptm_sysmalloc(ptm_arena_t *a, size_t nb)
     return ptm_chunk2mem(top);
 }
 
+/* top fills a whole mapped segment that is not the arena's oldest: unmap it
+ * and make the end of the previous segment (its fenceposts, and the free chunk
+ * before them if any) top again.  Returns 1 if it did. */
+static int drop_empty_segment(ptm_arena_t *a)
+{
+    ptm_segment_t *s = a->segments, *prev = s->next;
+    if (s->map_size == 0 || prev == NULL || a->top != ptm_segment_first(s) || prev->fence == NULL)
+        return 0;
+    ptm_chunk_t *top = (ptm_chunk_t *)prev->fence;
+    a->in_use -= s->first_off + (size_t)(prev->end - prev->fence);
+    if (!ptm_prev_inuse(top)) {
+        top = ptm_prev_chunk(top);
+        ptm_unlink(a, top);
+    }
+    a->segments = prev;
+    a->top = top;
+    prev->fence = NULL;
+    set_top_end(a, prev->end);
+    size_t span = (size_t)(s->end - (char *)s);
+    a->system_mem -= span;
+    a->stats.trims++;
+    a->stats.trimmed_bytes += span;
+    ptm_os_munmap(s, s->map_size);
+    return 1;
+}
+
 int ptm_systrim(ptm_arena_t *a, size_t pad)
 {
-    if (!ptm_is_main(a) || !top_at_brk(a))
+    int released = 0;
+    if (a->segments == NULL)
         return 0;
+    while (drop_empty_segment(a))
+        released = 1;
     size_t size = ptm_csize(a->top);
     if (size <= pad + PTM_MIN_CHUNK)
-        return 0;
+        return released;
     size_t extra = ptm_align_down(size - pad - PTM_MIN_CHUNK, ptm_os_page);
     if (extra == 0)
-        return 0;
+        return released;
+    ptm_segment_t *s = a->segments;
+    if (s->map_size != 0) {
+        /* Drop whole pages past the new end; they stay mapped for regrowth. */
+        char *new_end = s->end - extra;
+        char *from = (char *)ptm_align_up((uintptr_t)new_end, ptm_os_page);
+        char *to = (char *)ptm_align_down((uintptr_t)s->end, ptm_os_page);
+        if (to > from)
+            ptm_os_purge(from, (size_t)(to - from));
+        a->system_mem -= extra;
+        a->stats.trims++;
+        a->stats.trimmed_bytes += extra;
+        set_top_end(a, new_end);
+        return 1;
+    }
+    if (!top_at_brk(a))
+        return released;
     /* Only if the break is still where we left it: memory above it is not
      * ours to give back. */
     void *cur;
     if (ptm_os_sbrk(0, &cur) != 0 || (char *)cur != a->brk_end)
-        return 0;
+        return released;
     if (ptm_os_sbrk(-(intptr_t)extra, &cur) != 0)
-        return 0;
+        return released;
     a->brk_end -= extra;
     a->system_mem -= extra;
-    a->segments->end -= extra;
-    ptm_set_head(a->top, (size - extra) | PTM_PREV_INUSE | a->chunk_flag);
+    a->stats.trims++;
+    a->stats.trimmed_bytes += extra;
+    set_top_end(a, s->end - extra);
     return 1;
 }

@@ -37,39 +37,43 @@ void cfree(void *ptr);
 /* Helpers                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Functions the optimiser may not look into: they keep GCC from eliding
- * malloc/free pairs, from deleting stores into a block that is then freed,
- * from folding pointer comparisons and from constant-folding huge sizes. */
-#define OPAQUE __attribute__((noinline, noipa))
+/* The compiler knows malloc and friends: it may drop malloc/free pairs,
+ * delete stores into a block that is then freed, assume calloc'd bytes are
+ * zero, fold pointer comparisons and alignment checks, and constant-fold
+ * huge sizes (then warn about them).  These helpers hide values and memory
+ * from the optimiser (empty asm statements, understood by GCC and Clang). */
 
-static void *volatile g_sink;
-
-OPAQUE static void escape(void *p) { g_sink = p; }
-OPAQUE static size_t opaque(size_t n) { return n; }
-OPAQUE static uintptr_t addr(const void *p) { return (uintptr_t)p; }
-
-/* GCC's built-in model of free assumes that it leaves errno alone, and
- * that of posix_memalign that it writes *memptr only on success: calls
- * through these wrappers let the tests observe what really happens. */
-OPAQUE static void free_unknown(void *p) { free(p); }
-
-OPAQUE static int posix_memalign_unknown(void **memptr, size_t align,
-                                         size_t size)
+/* The value comes back unknown to the compiler. */
+static inline size_t opaque(size_t n)
 {
-    return posix_memalign(memptr, align, size);
+    __asm__ volatile("" : "+r"(n));
+    return n;
 }
 
-/* realloc and reallocarray for requests expected to fail: the block stays
- * valid then, which GCC's -Wuse-after-free cannot know. */
-OPAQUE static void *realloc_expecting_failure(void *p, size_t n)
+static inline uintptr_t addr(const void *p)
 {
-    return realloc(p, n);
+    uintptr_t a = (uintptr_t)p;
+    __asm__ volatile("" : "+r"(a));
+    return a;
 }
 
-OPAQUE static void *reallocarray_expecting_failure(void *p, size_t n, size_t m)
+/* The block may have been read and written by someone unknown. */
+static inline void escape(void *p)
 {
-    return reallocarray(p, n, m);
+    __asm__ volatile("" : : "r"(p) : "memory");
 }
+
+/* Calls through volatile function pointers, for where the compiler's
+ * built-in model of a function would decide the outcome of a test: GCC
+ * assumes free leaves errno alone, that posix_memalign writes *memptr only
+ * on success, and (-Wuse-after-free) that a block passed to realloc is gone
+ * even when realloc fails. */
+static void (*volatile free_unknown)(void *) = free;
+static int (*volatile posix_memalign_unknown)(void **, size_t, size_t) =
+    posix_memalign;
+static void *(*volatile realloc_expecting_failure)(void *, size_t) = realloc;
+static void *(*volatile reallocarray_expecting_failure)(void *, size_t,
+                                                        size_t) = reallocarray;
 
 /* glibc's MALLOC_ALIGNMENT: 16 on x86-64 (the manual: "a multiple of 16 on
  * 64-bit systems"); elsewhere at least the fundamental alignment. */
@@ -115,7 +119,10 @@ static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
  * the content of another block (other seed), does not match it. */
 static unsigned char pattern_byte(size_t i, unsigned seed)
 {
-    return (unsigned char)(seed * 37u + i + (i >> 8) * 3u + (i >> 16) * 5u);
+    uint32_t h = seed * 2654435761u; /* spreads the seed over all bits */
+    uint32_t j = (uint32_t)i;
+    return (unsigned char)((j + h) ^ ((j >> 8) + (h >> 8)) ^
+                           ((j >> 16) * 5u + (h >> 16)));
 }
 
 static void fill_range(void *p, size_t from, size_t to, unsigned seed)
@@ -194,6 +201,29 @@ static const size_t huge_sizes[] = {
     (size_t)1 << 60,
 #endif
 };
+
+/* A hang (say, rounding an alignment near SIZE_MAX up in an endless loop)
+ * fails the test instead of stalling the run.  Generous: the whole file
+ * normally runs in a few seconds. */
+#define SUITE_TIMEOUT 60
+
+TestSuite(malloc, .timeout = SUITE_TIMEOUT);
+TestSuite(free, .timeout = SUITE_TIMEOUT);
+TestSuite(calloc, .timeout = SUITE_TIMEOUT);
+TestSuite(realloc, .timeout = SUITE_TIMEOUT);
+TestSuite(reallocarray, .timeout = SUITE_TIMEOUT);
+TestSuite(memalign, .timeout = SUITE_TIMEOUT);
+TestSuite(aligned_alloc, .timeout = SUITE_TIMEOUT);
+TestSuite(posix_memalign, .timeout = SUITE_TIMEOUT);
+TestSuite(valloc, .timeout = SUITE_TIMEOUT);
+TestSuite(pvalloc, .timeout = SUITE_TIMEOUT);
+TestSuite(malloc_usable_size, .timeout = SUITE_TIMEOUT);
+TestSuite(stress, .timeout = SUITE_TIMEOUT);
+#ifdef PTM_TESTING
+TestSuite(cfree, .timeout = SUITE_TIMEOUT);
+TestSuite(free_sized, .timeout = SUITE_TIMEOUT);
+TestSuite(free_aligned_sized, .timeout = SUITE_TIMEOUT);
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* malloc                                                                   */
@@ -279,6 +309,7 @@ Test(malloc, oversized_requests_fail_with_enomem)
         size_t n = opaque(huge_sizes[i]);
         errno = 0;
         void *p = malloc(n);
+        escape(p); /* keeps the call even if p is only tested */
         int err = errno;
         cr_assert(p == NULL, "malloc(%zu) succeeded (%p)", n, p);
         cr_assert(err == ENOMEM, "malloc(%zu) set errno to %d, not ENOMEM",
@@ -293,6 +324,7 @@ Test(malloc, heap_stays_usable_after_failed_request)
     fill_pattern(before, 300, 1);
     for (size_t i = 0; i < ARRAY_LEN(huge_sizes); i++) {
         void *p = malloc(opaque(huge_sizes[i]));
+        escape(p); /* keeps the call even if p is only tested */
         cr_assert(p == NULL, "malloc(%zu) succeeded", huge_sizes[i]);
         unsigned char *after = malloc(opaque(300 + i * 1000));
         cr_assert(after != NULL,
@@ -478,6 +510,7 @@ Test(calloc, product_overflow_fails_with_enomem)
         size_t n = opaque(pairs[i][0]), m = opaque(pairs[i][1]);
         errno = 0;
         void *p = calloc(n, m);
+        escape(p); /* keeps the call even if p is only tested */
         int err = errno;
         cr_assert(p == NULL, "calloc(%zu, %zu) succeeded despite overflow",
                   n, m);
@@ -494,6 +527,7 @@ Test(calloc, oversized_product_fails_with_enomem)
         size_t elsize = opaque(n % 2 == 0 ? 2 : 1);
         errno = 0;
         void *p = calloc(count, elsize);
+        escape(p); /* keeps the call even if p is only tested */
         int err = errno;
         cr_assert(p == NULL, "calloc(%zu, %zu) succeeded", count, elsize);
         cr_assert(err == ENOMEM,
@@ -1064,10 +1098,40 @@ static const size_t non_power_of_two_alignments[] = {
     3, 5, 12, 17, 24, 48, 96, 100, 1000, 3000, 4097, 5000, 65537, 100000,
 };
 
+/* Results stay live, separated by small blocks of varying sizes, so that
+ * successive calls land at unrelated addresses: a block that is aligned
+ * only by chance is unlikely to be aligned every time. */
+struct scatter {
+    void *block[64];
+    void *spacer[64];
+    size_t count;
+};
+
+static void scatter_keep(struct scatter *s, void *p)
+{
+    cr_assert(s->count < ARRAY_LEN(s->block), "too many scattered blocks");
+    size_t spacer_size = 16 * (s->count % 7) + 8;
+    s->block[s->count] = p;
+    s->spacer[s->count] = malloc(opaque(spacer_size));
+    cr_assert(s->spacer[s->count] != NULL, "malloc(%zu) returned NULL",
+              spacer_size);
+    s->count++;
+}
+
+static void scatter_free(struct scatter *s)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        free(s->block[i]);
+        free(s->spacer[i]);
+    }
+    s->count = 0;
+}
+
 Test(memalign, non_power_of_two_alignment_rounds_up)
 {
     /* glibc's malloc.c: "If the argument is not a power of two, the nearest
      * greater power is used." */
+    struct scatter live = { { NULL }, { NULL }, 0 };
     for (size_t i = 0; i < ARRAY_LEN(non_power_of_two_alignments); i++) {
         size_t align = non_power_of_two_alignments[i];
         size_t expect = next_pow2(align);
@@ -1081,9 +1145,10 @@ Test(memalign, non_power_of_two_alignment_rounds_up)
                       sizes[j], p, expect);
             memset(p, 0x33, sizes[j]);
             escape(p);
-            free(p);
+            scatter_keep(&live, p);
         }
     }
+    scatter_free(&live);
 }
 
 Test(aligned_alloc, non_power_of_two_alignment_is_rejected_or_rounded_up)
@@ -1092,25 +1157,31 @@ Test(aligned_alloc, non_power_of_two_alignment_is_rejected_or_rounded_up)
      * which glibc implements since 2.38; up to 2.37 aligned_alloc was an
      * alias of memalign and rounded the alignment up.  Either way the result
      * is never a block with a weaker alignment. */
-    for (size_t i = 0; i < ARRAY_LEN(non_power_of_two_alignments); i++) {
-        size_t align = non_power_of_two_alignments[i];
-        errno = 0;
-        void *p = aligned_alloc(opaque(align), opaque(align * 2));
-        int err = errno;
-        if (p == NULL) {
-            cr_assert(err == EINVAL,
-                      "aligned_alloc(%zu, %zu) failed with errno %d, not "
-                      "EINVAL",
-                      align, align * 2, err);
-        } else {
+    struct scatter live = { { NULL }, { NULL }, 0 };
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < ARRAY_LEN(non_power_of_two_alignments); i++) {
+            size_t align = non_power_of_two_alignments[i];
+            size_t size = align * (size_t)(round + 1);
+            errno = 0;
+            void *p = aligned_alloc(opaque(align), opaque(size));
+            escape(p); /* keeps the call even if p is only tested */
+            int err = errno;
+            if (p == NULL) {
+                cr_assert(err == EINVAL,
+                          "aligned_alloc(%zu, %zu) failed with errno %d, not "
+                          "EINVAL",
+                          align, size, err);
+                continue;
+            }
             cr_assert(is_aligned(p, next_pow2(align)),
                       "aligned_alloc(%zu, %zu) = %p is not aligned to %zu",
-                      align, align * 2, p, next_pow2(align));
-            memset(p, 0x34, align * 2);
+                      align, size, p, next_pow2(align));
+            memset(p, 0x34, size);
             escape(p);
-            free(p);
+            scatter_keep(&live, p);
         }
     }
+    scatter_free(&live);
 }
 
 /* Alignments above the largest power of two a size_t holds can neither be
@@ -1125,6 +1196,7 @@ Test(memalign, alignment_beyond_largest_power_of_two_fails_with_einval)
         size_t align = opaque(impossible_alignments[i]);
         errno = 0;
         void *p = memalign(align, opaque(16));
+        escape(p); /* keeps the call even if p is only tested */
         int err = errno;
         cr_assert(p == NULL, "memalign(%zu, 16) succeeded", align);
         cr_assert(err == EINVAL,
@@ -1138,6 +1210,7 @@ Test(aligned_alloc, alignment_beyond_largest_power_of_two_fails_with_einval)
         size_t align = opaque(impossible_alignments[i]);
         errno = 0;
         void *p = aligned_alloc(align, opaque(16));
+        escape(p); /* keeps the call even if p is only tested */
         int err = errno;
         cr_assert(p == NULL, "aligned_alloc(%zu, 16) succeeded", align);
         cr_assert(err == EINVAL,
@@ -1172,6 +1245,7 @@ static void check_unsatisfiable_aligned(enum aligned_fn fn)
         size_t size = unsatisfiable_aligned[i][1];
         errno = 0;
         void *p = aligned_call(fn, align, size);
+        escape(p); /* keeps the call even if p is only tested */
         int err = errno;
         cr_assert(p == NULL, "%s(%zu, %zu) succeeded", name, align, size);
         cr_assert(err == ENOMEM, "%s(%zu, %zu) set errno to %d, not ENOMEM",
@@ -1345,6 +1419,7 @@ Test(valloc, unsatisfiable_request_fails_with_enomem)
         size_t n = opaque(huge_sizes[i]);
         errno = 0;
         void *p = valloc(n);
+        escape(p); /* keeps the call even if p is only tested */
         int err = errno;
         cr_assert(p == NULL, "valloc(%zu) succeeded", n);
         cr_assert(err == ENOMEM, "valloc(%zu) set errno to %d, not ENOMEM", n,
@@ -1359,6 +1434,7 @@ Test(pvalloc, unsatisfiable_request_fails_with_enomem)
         size_t n = opaque(huge_sizes[i]);
         errno = 0;
         void *p = pvalloc(n);
+        escape(p); /* keeps the call even if p is only tested */
         int err = errno;
         cr_assert(p == NULL, "pvalloc(%zu) succeeded", n);
         cr_assert(err == ENOMEM, "pvalloc(%zu) set errno to %d, not ENOMEM", n,
@@ -1686,13 +1762,9 @@ Test(stress, many_live_blocks_freed_in_random_order_keep_content)
 
 #ifdef PTM_TESTING
 
-/* Opaque, like free_unknown, in case the compiler models these too. */
-OPAQUE static void cfree_unknown(void *p) { cfree(p); }
-
-OPAQUE static void free_sized_unknown(void *p, size_t size)
-{
-    free_sized(p, size);
-}
+/* Like free_unknown, in case a compiler models these too. */
+static void (*volatile cfree_unknown)(void *) = cfree;
+static void (*volatile free_sized_unknown)(void *, size_t) = free_sized;
 
 Test(cfree, releases_blocks_like_free)
 {

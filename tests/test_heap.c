@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -316,22 +317,27 @@ __attribute__((noinline)) static size_t *chunk_word(void *mem, size_t off)
     return (size_t *)((uintptr_t)mem - 16 + off);
 }
 
+/* Blocks too large for the thread cache, so that freeing them reaches the
+ * arena's bins: BLK bytes make a chunk of BLK_CHUNK. */
+#define BLK 2000
+#define BLK_CHUNK 2016
+
 Test(heap, walker_catches_a_broken_boundary_tag, .signal = SIGABRT)
 {
-    char *a = malloc(600), *b = malloc(600), *c = malloc(600);
-    (void)c;
+    char *a = malloc(BLK), *b = malloc(BLK), *c = malloc(BLK);
+    sink = a;
+    sink = c;
     free(b);
     /* b's size as its successor's prev_size: corrupt it. */
-    *chunk_word(b, 608) = 1234;
-    (void)a;
+    *chunk_word(b, BLK_CHUNK) = 1234;
     ptm_heap_check();
 }
 
 Test(heap, walker_catches_a_broken_bin_link, .signal = SIGABRT)
 {
-    char *a = malloc(600), *b = malloc(600), *c = malloc(600), *d = malloc(600);
-    (void)c;
-    (void)d;
+    char *a = malloc(BLK), *b = malloc(BLK), *c = malloc(BLK), *d = malloc(BLK);
+    sink = b;
+    sink = d;
     free(a);
     free(c);
     /* a's bk pointer, in its user memory. */
@@ -341,17 +347,77 @@ Test(heap, walker_catches_a_broken_bin_link, .signal = SIGABRT)
 
 Test(heap, walker_catches_a_chunk_missing_from_the_bins, .signal = SIGABRT)
 {
-    char *a = malloc(600), *b = malloc(600), *c = malloc(600);
+    char *a = malloc(BLK), *b = malloc(BLK), *c = malloc(BLK);
     sink = a;
     sink = b;
     sink = c;
     /* Clear b's successor's PREV_INUSE: b looks free but is in no bin. */
-    *chunk_word(b, 608) = 608;
-    *chunk_word(b, 616) &= ~(size_t)1;
+    *chunk_word(b, BLK_CHUNK) = BLK_CHUNK;
+    *chunk_word(b, BLK_CHUNK + 8) &= ~(size_t)1;
+    ptm_heap_check();
+}
+
+Test(heap, walker_catches_a_corrupted_thread_cache, .signal = SIGABRT)
+{
+    void *a = malloc(64), *b = malloc(64);
+    free(a);
+    free(b);
+    /* b's mangled next pointer now leads somewhere else. */
+    ((void **)b)[0] = (void *)((uintptr_t)((void **)b)[0] ^ 0x40);
     ptm_heap_check();
 }
 
 Test(heap, walker_passes_a_sane_heap)
 {
     cr_assert_gt(ptm_heap_check(), 0, "an initialised heap has chunks");
+}
+
+Test(heap, calloc_is_zero_after_a_trim_left_a_partial_page)
+{
+    /* Foreign code leaves the break off a page boundary; a trim then gives
+     * back whole pages only, and the dirty rest of the last page comes back
+     * when top grows again. */
+    sbrk(8);
+    void *v[40];
+    for (int i = 0; i < 40; i++) {
+        v[i] = malloc(8000);
+        memset(v[i], 0xAA, 8000);
+    }
+    for (int i = 0; i < 40; i++)
+        free(v[i]);
+    void *a = malloc(100000);
+    unsigned char *c = calloc(1, 120000);
+    cr_assert_not_null(c);
+    for (size_t i = 0; i < 120000; i++)
+        if (c[i] != 0)
+            cr_assert_fail("calloc byte %zu is %#x", i, c[i]);
+    free(c);
+    free(a);
+    check_heap();
+}
+
+static void *perturbed_thread(void *arg)
+{
+    unsigned char **out = arg;
+    unsigned char *p = malloc(200);
+    out[0] = p;
+    out[1] = (unsigned char *)(uintptr_t)p[100];
+    free(p);
+    /* Past the free-list links, the freed block is filled with the byte. */
+    out[2] = (unsigned char *)(uintptr_t)p[100];
+    return NULL;
+}
+
+Test(heap, perturb_fills_new_and_freed_blocks)
+{
+    /* A thread set up after M_PERTURB has no thread cache, so its blocks go
+     * through the filling slow paths. */
+    cr_assert_eq(mallopt(M_PERTURB, 0x5a), 1);
+    unsigned char *out[3];
+    pthread_t t;
+    pthread_create(&t, NULL, perturbed_thread, out);
+    pthread_join(t, NULL);
+    cr_assert_eq((uintptr_t)out[1], 0x5a ^ 0xff, "new block not filled: %#lx", (unsigned long)(uintptr_t)out[1]);
+    cr_assert_eq((uintptr_t)out[2], 0x5a, "freed block not filled: %#lx", (unsigned long)(uintptr_t)out[2]);
+    mallopt(M_PERTURB, 0);
 }

@@ -1,0 +1,178 @@
+/* tcache.c: the slow paths of the per-thread cache: setting a thread up,
+ * refilling a bin from the thread's arena, flushing bins back to the arenas
+ * their chunks belong to, and giving everything back when the thread exits.
+ * Only the owning thread touches its cache; arena locks are taken one at a
+ * time, around runs of chunks of the same arena. */
+#include "config.h"
+
+#include <pthread.h>
+
+#include "arena.h"
+#include "debug.h"
+#include "error.h"
+#include "tcache.h"
+
+__thread ptm_tcache_t ptm_tcache __attribute__((tls_model("initial-exec")));
+uintptr_t ptm_tcache_key;
+
+static pthread_key_t exit_key;
+static int exit_key_ready;
+static ptm_lock_t exit_key_lock = PTM_LOCK_INIT;
+
+/* Runs at thread exit (pthread key destructor): everything cached goes back,
+ * the arena is released, and later calls from this thread's remaining
+ * destructors bypass the cache. */
+static void thread_exit(void *arg)
+{
+    ptm_tcache_t *tc = arg;
+    if (tc->state != PTM_THREAD_ACTIVE)
+        return;
+    ptm_tcache_flush_all(tc);
+    tc->max_count = 0;
+    for (size_t i = 0; i < PTM_TCACHE_BINS; i++)
+        tc->room[i] = 0;
+    tc->state = PTM_THREAD_DEAD;
+    ptm_stats_thread_end(tc);
+    ptm_arenas_detach(tc->arena);
+    tc->arena = &ptm_main_arena;
+}
+
+static void register_exit(ptm_tcache_t *tc)
+{
+    if (!__atomic_load_n(&exit_key_ready, __ATOMIC_ACQUIRE)) {
+        ptm_lock(&exit_key_lock);
+        if (!exit_key_ready && pthread_key_create(&exit_key, thread_exit) == 0)
+            __atomic_store_n(&exit_key_ready, 1, __ATOMIC_RELEASE);
+        ptm_unlock(&exit_key_lock);
+    }
+    /* May allocate (keys past the first 32): the cache is already usable. */
+    if (exit_key_ready)
+        pthread_setspecific(exit_key, tc);
+}
+
+void ptm_thread_init(ptm_tcache_t *tc)
+{
+    if (tc->state != PTM_THREAD_NEW)
+        return;
+    tc->state = PTM_THREAD_ACTIVE;
+    tc->arena = ptm_arenas_attach();
+    size_t count = ptm_params.tcache_count;
+    /* Perturbing fills blocks in the slow paths only: no cache then. */
+    if (ptm_params.perturb != 0)
+        count = 0;
+    tc->max_count = (uint16_t)(count > PTM_TCACHE_COUNT_LIMIT ? PTM_TCACHE_COUNT_LIMIT : count);
+    for (size_t i = 2; i < PTM_TCACHE_BINS; i++)
+        tc->room[i] = tc->max_count;
+    ptm_stats_thread_start(tc);
+    register_exit(tc);
+}
+
+void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem)
+{
+    size_t n = 0;
+    for (void *e = tc->heads[i]; e != NULL; e = ptm_tcache_mangle(e, *(void **)e)) {
+        if (ptm_unlikely(e == mem))
+            ptm_corrupt("free(): double free detected in tcache 2");
+        if (ptm_unlikely(ptm_misaligned(e)))
+            ptm_corrupt("free(): unaligned chunk detected in tcache 2");
+        if (ptm_unlikely(++n > ptm_tcache_count(tc, i)))
+            ptm_corrupt("free(): too many chunks detected in tcache");
+    }
+}
+
+/* Frees a list of n cached chunks (linked as in the cache) to their arenas. */
+static void free_list(void *e, size_t n)
+{
+    ptm_arena_t *locked = NULL;
+    while (n-- > 0 && e != NULL) {
+        void **w = e;
+        void *next = ptm_tcache_mangle(e, w[0]);
+        w[1] = NULL;
+        ptm_chunk_t *p = ptm_mem2chunk(e);
+        ptm_arena_t *a = ptm_arena_of(p);
+        if (a != locked) {
+            if (locked != NULL)
+                ptm_unlock(&locked->lock);
+            ptm_lock(&a->lock);
+            locked = a;
+        }
+        ptm_arena_free(a, p);
+        e = next;
+    }
+    if (locked != NULL)
+        ptm_unlock(&locked->lock);
+}
+
+void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
+{
+    unsigned count = ptm_tcache_count(tc, i);
+    if (keep >= count)
+        return;
+    void *e = tc->heads[i], *last = NULL;
+    for (unsigned k = 0; k < keep; k++) {
+        last = e;
+        e = ptm_tcache_mangle(e, *(void **)e);
+    }
+    if (last != NULL)
+        *(void **)last = ptm_tcache_mangle(last, NULL);
+    else
+        tc->heads[i] = NULL;
+    tc->room[i] = (uint16_t)(tc->max_count - keep);
+    free_list(e, count - keep);
+}
+
+void ptm_tcache_flush_all(ptm_tcache_t *tc)
+{
+    for (size_t i = 2; i < PTM_TCACHE_BINS; i++)
+        ptm_tcache_flush_bin(tc, i, 0);
+}
+
+void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
+{
+    void *first = ptm_arena_malloc(a, nb);
+    if (first == NULL)
+        return NULL;
+    unsigned batch = tc->max_count / 4;
+    for (unsigned k = 0; k < batch; k++) {
+        void *m = ptm_arena_malloc(a, nb);
+        if (m == NULL)
+            break;
+        ptm_chunk_t *p = ptm_mem2chunk(m);
+        size_t j = ptm_csize(p) >> 4;
+        if (ptm_unlikely(ptm_is_mmapped(p))) {
+            ptm_mmap_chunk_free(p);
+            break;
+        }
+        if (j >= PTM_TCACHE_BINS || tc->room[j] == 0) {
+            ptm_arena_free(a, p);
+            break;
+        }
+        ptm_tcache_push(tc, j, m, ptm_tcache_key);
+    }
+    return first;
+}
+
+size_t ptm_tcache_check(ptm_tcache_t *tc)
+{
+    size_t total = 0;
+    if (tc->state != PTM_THREAD_ACTIVE)
+        return 0;
+    for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
+        size_t n = 0;
+        for (void *e = tc->heads[i]; e != NULL; e = ptm_tcache_mangle(e, *(void **)e)) {
+            ptm_chunk_t *p = ptm_mem2chunk(e);
+            if (ptm_misaligned(e) || ++n > ptm_tcache_count(tc, i) || ptm_is_mmapped(p) ||
+                (ptm_csize(p) >> 4) != i || ((void **)e)[1] != (void *)ptm_tcache_key || !ptm_inuse(p)) {
+                ptm_dprintf(2, "ptm_heap_check(): bad thread-cache entry at %p (bin %zu)\n", e, i);
+                ptm_corrupt("ptm_heap_check(): thread cache corrupted");
+            }
+        }
+        if (n != ptm_tcache_count(tc, i)) {
+            ptm_dprintf(2, "ptm_heap_check(): thread-cache bin %zu holds %zu, counts %u\n", i, n,
+                        ptm_tcache_count(tc, i));
+            ptm_corrupt("ptm_heap_check(): thread cache corrupted");
+        }
+        total += n;
+    }
+    return total;
+}

@@ -1,0 +1,110 @@
+/* tcache.h: the per-thread cache of small chunks in front of the arenas, and
+ * the inline fast paths that use it.  Lock-free by construction: a thread's
+ * cache is touched only by that thread.
+ *
+ * Bin i holds free chunks of size 16 * i (32 .. PTM_TCACHE_MAX_SIZE), up to
+ * tcache_count of them, as a LIFO list threaded through their user memory:
+ *
+ *   mem -> +------------------------------------+
+ *          | next, mangled: next ^ (mem >> 12)  |   safe-linking: a forged
+ *          | key: ptm_tcache_key while cached   |   pointer needs the address
+ *          +------------------------------------+
+ *
+ * Cached chunks keep the look of chunks in use (their successor's P bit
+ * stays set), so the arena never merges them.  room[i] is how many more
+ * chunks bin i takes (max_count - its length): room[0] and room[1] stay 0 so
+ * that sizes below 32 never pass the fast free, and all stay 0 until the
+ * thread is set up.
+ *
+ * The per-thread call counters are plain integers: the fast paths bump them,
+ * the slow paths fold them into the arena's statistics under the arena lock
+ * they already hold (stats.h). */
+#ifndef PTM_TCACHE_H
+#define PTM_TCACHE_H
+
+#include <stdint.h>
+
+#include "chunk.h"
+#include "error.h"
+#include "stats.h"
+#include "util.h"
+
+#define PTM_TCACHE_MAX_SIZE ((size_t)1040) /* largest cached chunk */
+#define PTM_TCACHE_MAX_REQUEST (PTM_TCACHE_MAX_SIZE - PTM_WORD)
+#define PTM_TCACHE_BINS (PTM_TCACHE_MAX_SIZE / 16 + 1)
+#define PTM_TCACHE_DEFAULT_COUNT 16
+#define PTM_TCACHE_COUNT_LIMIT 65535
+
+struct ptm_arena;
+
+enum { PTM_THREAD_NEW = 0, PTM_THREAD_ACTIVE, PTM_THREAD_DEAD };
+
+typedef struct ptm_tcache {
+    void *heads[PTM_TCACHE_BINS];
+    uint16_t room[PTM_TCACHE_BINS];
+    uint16_t max_count;     /* 0 until set up, and once the thread is exiting */
+    uint8_t state;          /* PTM_THREAD_* */
+    struct ptm_arena *arena; /* where this thread allocates */
+    ptm_thread_stats_t stats; /* not yet folded into an arena */
+    struct ptm_tcache *next, *prev; /* live threads (stats.c) */
+} ptm_tcache_t;
+
+PTM_INLINE unsigned ptm_tcache_count(const ptm_tcache_t *tc, size_t i)
+{
+    return i < 2 ? 0u : (unsigned)(tc->max_count - tc->room[i]);
+}
+
+extern __thread ptm_tcache_t ptm_tcache __attribute__((tls_model("initial-exec")));
+/* Random per process; marks a chunk as cached, for double-free detection. */
+extern uintptr_t ptm_tcache_key;
+
+/* The bin for a request of n <= PTM_TCACHE_MAX_REQUEST bytes. */
+PTM_INLINE size_t ptm_tcache_index(size_t n)
+{
+    size_t i = (n + PTM_WORD + PTM_ALIGN_MASK) >> 4;
+    return i < 2 ? 2 : i;
+}
+
+PTM_INLINE void *ptm_tcache_mangle(const void *slot, const void *next)
+{
+    return (void *)(((uintptr_t)slot >> 12) ^ (uintptr_t)next);
+}
+
+PTM_INLINE void *ptm_tcache_pop(ptm_tcache_t *tc, size_t i, void *e)
+{
+    void **w = e;
+    void *next = ptm_tcache_mangle(e, w[0]);
+    if (ptm_unlikely(ptm_misaligned(next)))
+        ptm_corrupt("malloc(): unaligned tcache chunk detected");
+    tc->heads[i] = next;
+    tc->room[i]++;
+    w[1] = NULL;
+    return e;
+}
+
+PTM_INLINE void ptm_tcache_push(ptm_tcache_t *tc, size_t i, void *mem, uintptr_t key)
+{
+    void **w = mem;
+    w[0] = ptm_tcache_mangle(mem, tc->heads[i]);
+    w[1] = (void *)key;
+    tc->heads[i] = mem;
+    tc->room[i]--;
+}
+
+/* ---- tcache.c ---- */
+/* Sets up the calling thread: arena, cache size, exit handler. */
+void ptm_thread_init(ptm_tcache_t *tc);
+/* mem carries the cache key: aborts if it is really in the cache (a double
+ * free), returns if the key was the user's data. */
+void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem);
+/* Frees the older half of a full bin back to the arenas. */
+void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep);
+/* Fills bin i (chunk size nb) from arena a, whose lock the caller holds, and
+ * returns one chunk for the caller, or NULL. */
+void *ptm_tcache_refill(ptm_tcache_t *tc, struct ptm_arena *a, size_t nb);
+/* Returns every cached chunk to its arena. */
+void ptm_tcache_flush_all(ptm_tcache_t *tc);
+/* Verifies the calling thread's cache; returns the chunks it holds. */
+size_t ptm_tcache_check(ptm_tcache_t *tc);
+
+#endif /* PTM_TCACHE_H */

@@ -1,0 +1,508 @@
+/* Threads: per-thread arenas and their reuse, the thread cache, cross-thread
+ * frees, heaps that grow and are unmapped, and thread stacks.  Deterministic
+ * and bounded; every block's contents are verified and the heap walker runs
+ * over every arena at the end. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "os.h"
+#include "ptm.h"
+#include "tcache.h"
+
+static void *volatile sink;
+
+static uint64_t next_rand(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ULL;
+}
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(seed + i * 13);
+}
+
+static int intact(const unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(seed + i * 13))
+            return 0;
+    return 1;
+}
+
+static size_t vm_size_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kib = 0;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmSize: %zu kB", &kib) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return kib;
+}
+
+/* ---- cross-thread producer/consumer with content checks ---- */
+
+#define RING 256
+struct block {
+    unsigned char *p;
+    size_t n;
+    unsigned seed;
+};
+struct ring {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct block slot[RING];
+    size_t head, tail;
+    int done;
+};
+
+/* Hands b over unless the ring is full (the workers form a cycle, so
+ * waiting for room could deadlock); returns whether it did. */
+static int ring_put(struct ring *r, struct block b)
+{
+    pthread_mutex_lock(&r->lock);
+    int ok = r->head - r->tail < RING;
+    if (ok)
+        r->slot[r->head++ % RING] = b;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    return ok;
+}
+
+static int ring_get(struct ring *r, struct block *b)
+{
+    pthread_mutex_lock(&r->lock);
+    while (r->head == r->tail && !r->done)
+        pthread_cond_wait(&r->cond, &r->lock);
+    int ok = r->head != r->tail;
+    if (ok)
+        *b = r->slot[r->tail++ % RING];
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    return ok;
+}
+
+struct worker {
+    struct ring *out, *in;
+    uint64_t seed;
+    long ops;
+    long bad;
+};
+
+static size_t worker_size(uint64_t *s)
+{
+    uint64_t r = next_rand(s) % 100;
+    if (r < 70)
+        return next_rand(s) % 512;
+    if (r < 95)
+        return 512 + next_rand(s) % 8192;
+    if (r < 99)
+        return 8192 + next_rand(s) % 100000;
+    return 100000 + next_rand(s) % 400000;
+}
+
+/* Allocates, keeps some blocks privately (realloc'ing them), hands the rest
+ * to the next worker, and frees what the previous one handed over. */
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct block mine[64] = {{0}};
+    for (long i = 0; i < w->ops; i++) {
+        struct block b;
+        b.n = worker_size(&w->seed);
+        b.seed = (unsigned)next_rand(&w->seed);
+        b.p = malloc(b.n);
+        if (b.p == NULL) {
+            w->bad++;
+            continue;
+        }
+        fill(b.p, b.n, b.seed);
+        struct block *m = &mine[next_rand(&w->seed) % 64];
+        if (next_rand(&w->seed) % 2) {
+            if (!ring_put(w->out, b))
+                free(b.p);
+        } else {
+            if (m->p != NULL) {
+                if (!intact(m->p, m->n, m->seed))
+                    w->bad++;
+                size_t n = worker_size(&w->seed) + 1; /* realloc(p, 0) would free p */
+                unsigned char *q = realloc(m->p, n);
+                if (q == NULL) {
+                    w->bad++;
+                } else {
+                    size_t keep = n < m->n ? n : m->n;
+                    if (!intact(q, keep, m->seed))
+                        w->bad++;
+                    fill(q, n, m->seed);
+                    m->p = q;
+                    m->n = n;
+                }
+                if (!intact(m->p, m->n, m->seed))
+                    w->bad++;
+                free(m->p);
+            }
+            *m = b;
+        }
+        struct block got;
+        pthread_mutex_lock(&w->in->lock);
+        int have = w->in->head != w->in->tail;
+        if (have)
+            got = w->in->slot[w->in->tail++ % RING];
+        pthread_cond_broadcast(&w->in->cond);
+        pthread_mutex_unlock(&w->in->lock);
+        if (have) {
+            if (!intact(got.p, got.n, got.seed))
+                w->bad++;
+            free(got.p);
+        }
+    }
+    for (int k = 0; k < 64; k++)
+        if (mine[k].p != NULL) {
+            if (!intact(mine[k].p, mine[k].n, mine[k].seed))
+                w->bad++;
+            free(mine[k].p);
+        }
+    return NULL;
+}
+
+Test(threads, cross_thread_frees_keep_contents_and_invariants, .timeout = 120)
+{
+    enum { T = 8 };
+    struct ring rings[T];
+    struct worker w[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        pthread_mutex_init(&rings[i].lock, NULL);
+        pthread_cond_init(&rings[i].cond, NULL);
+        rings[i].head = rings[i].tail = 0;
+        rings[i].done = 0;
+    }
+    for (int i = 0; i < T; i++) {
+        w[i] = (struct worker){&rings[(i + 1) % T], &rings[i], 0x1234567ULL * (i + 1), 40000, 0};
+        pthread_create(&th[i], NULL, worker_main, &w[i]);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    long bad = 0;
+    for (int i = 0; i < T; i++) {
+        bad += w[i].bad;
+        struct block b;
+        rings[i].done = 1;
+        while (ring_get(&rings[i], &b)) {
+            if (!intact(b.p, b.n, b.seed))
+                bad++;
+            free(b.p);
+        }
+    }
+    cr_assert_eq(bad, 0, "%ld blocks corrupted or failed", bad);
+    size_t chunks = ptm_heap_check();
+    cr_assert_gt(ptm_arenas_count(), 1, "8 concurrent threads all used one arena");
+    cr_log_info("8 threads x 40000 ops: %zu arenas, %zu chunks verified at the end", ptm_arenas_count(), chunks);
+}
+
+/* ---- arenas ---- */
+
+static void *alloc_some(void *arg)
+{
+    (void)arg;
+    void *p[32];
+    for (int i = 0; i < 32; i++) {
+        p[i] = malloc(100 + (size_t)i * 300);
+        memset(p[i], i, 100 + (size_t)i * 300);
+    }
+    for (int i = 0; i < 32; i++)
+        free(p[i]);
+    return NULL;
+}
+
+Test(threads, exited_threads_arenas_are_reused)
+{
+    size_t vm_before = 0;
+    for (int round = 0; round < 300; round++) {
+        pthread_t t;
+        pthread_create(&t, NULL, alloc_some, NULL);
+        pthread_join(t, NULL);
+        if (round == 10)
+            vm_before = vm_size_kib();
+    }
+    /* One thread at a time: each takes the arena the last one left. */
+    cr_assert_leq(ptm_arenas_count(), 3, "300 short-lived threads made %zu arenas", ptm_arenas_count());
+    cr_assert_lt(vm_size_kib(), vm_before + 64 * 1024, "address space grew with thread churn");
+    ptm_heap_check();
+}
+
+struct barrier_arg {
+    pthread_barrier_t *bar;
+    ptm_arena_t *arena;
+};
+
+static void *hold_arena(void *arg)
+{
+    struct barrier_arg *b = arg;
+    void *p = malloc(40);
+    sink = p;
+    b->arena = ptm_tcache.arena;
+    pthread_barrier_wait(b->bar);
+    free(p);
+    return NULL;
+}
+
+Test(threads, arena_limit_is_respected)
+{
+    enum { T = 12 };
+    ptm_params.arena_max = 3;
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, T + 1);
+    struct barrier_arg args[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        args[i].bar = &bar;
+        pthread_create(&th[i], NULL, hold_arena, &args[i]);
+    }
+    pthread_barrier_wait(&bar);
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(ptm_arenas_count(), 3, "arena_max 3 but %zu arenas", ptm_arenas_count());
+    int distinct = 0;
+    for (int i = 0; i < T; i++) {
+        int seen = 0;
+        for (int j = 0; j < i; j++)
+            seen |= args[j].arena == args[i].arena;
+        distinct += !seen;
+    }
+    cr_assert_geq(distinct, 2, "12 concurrent threads shared a single arena under a limit of 3");
+    ptm_heap_check();
+}
+
+Test(threads, default_arena_limit_follows_the_cpus_available)
+{
+    cpu_set_t set;
+    cr_assert_eq(sched_getaffinity(0, sizeof set, &set), 0);
+    unsigned affinity = (unsigned)CPU_COUNT(&set);
+    unsigned n = ptm_os_cpu_count();
+    cr_assert(n >= 1 && n <= affinity, "cpu count %u outside [1, %u]", n, affinity);
+    /* Pin to one CPU: the count follows the affinity mask. */
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    cr_assert_eq(ptm_os_cpu_count(), 1);
+}
+
+/* ---- a secondary arena's heaps grow and are given back ---- */
+
+static void *grow_and_shrink(void *arg)
+{
+    size_t *vm = arg;
+    enum { N = 6000 };
+    static void *p[N];
+    for (int i = 0; i < N; i++)
+        p[i] = malloc(20000); /* 120 MB in blocks below the mmap threshold */
+    vm[0] = vm_size_kib();
+    ptm_arena_t *a = ptm_tcache.arena;
+    int segments = 0;
+    for (ptm_segment_t *s = a->segments; s != NULL; s = s->next)
+        segments++;
+    vm[2] = (size_t)segments;
+    vm[3] = a->index;
+    for (int i = N - 1; i >= 0; i--)
+        free(p[i]);
+    return NULL;
+}
+
+Test(threads, heaps_grow_and_empty_ones_are_unmapped)
+{
+    /* The main thread takes the main arena; the worker gets a heap. */
+    sink = malloc(10);
+    free(sink);
+    size_t vm[4];
+    pthread_t t;
+    pthread_create(&t, NULL, grow_and_shrink, vm);
+    pthread_join(t, NULL);
+    /* After the exit, when the thread's cache (which held blocks of the
+     * newest heap, stdio's among them) has gone back. */
+    vm[1] = vm_size_kib();
+    cr_log_info("worker arena %zu, %zu segments, peak %zu KiB, after %zu KiB", vm[3], vm[2], vm[0], vm[1]);
+    cr_assert_geq(vm[2], 2, "120 MB in one 64 MiB heap?");
+    cr_assert_lt(vm[1] + 60 * 1024, vm[0], "freeing 120 MB left the address space at %zu KiB (peak %zu KiB)",
+                 vm[1], vm[0]);
+    ptm_heap_check();
+}
+
+/* ---- the thread cache ---- */
+
+Test(threads, freed_small_block_is_reused_first)
+{
+    void *p = malloc(100);
+    free(p);
+    void *q = malloc(100);
+    cr_assert_eq(p, q, "the thread cache should hand back the block just freed");
+    free(q);
+}
+
+Test(threads, thread_cache_double_free_aborts, .signal = SIGABRT)
+{
+    void *p = malloc(48);
+    free(p);
+    free(p);
+}
+
+Test(threads, full_cache_bin_spills_to_the_arena)
+{
+    enum { N = 200 };
+    void *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(72);
+        fill(p[i], 72, (unsigned)i);
+    }
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+    ptm_tcache_t *tc = &ptm_tcache;
+    size_t bin = ptm_tcache_index(72);
+    cr_assert_leq(ptm_tcache_count(tc, bin), tc->max_count);
+    cr_assert_gt(ptm_heap_check(), 0);
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(72);
+        fill(p[i], 72, (unsigned)i + 1);
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert(intact(p[i], 72, (unsigned)i + 1));
+        free(p[i]);
+    }
+}
+
+struct cached {
+    ptm_arena_t *arena;
+    void *p[8];
+};
+
+static void *cache_and_exit(void *arg)
+{
+    struct cached *c = arg;
+    for (int i = 0; i < 8; i++)
+        c->p[i] = malloc(64);
+    for (int i = 0; i < 8; i++)
+        free(c->p[i]); /* into this thread's cache */
+    c->arena = ptm_tcache.arena;
+    return NULL;
+}
+
+static void *allocate_eight(void *arg)
+{
+    struct cached *c = arg;
+    for (int i = 0; i < 8; i++)
+        c->p[i] = malloc(64);
+    c->arena = ptm_tcache.arena;
+    return NULL;
+}
+
+Test(threads, exiting_thread_returns_its_cache_to_the_arena)
+{
+    sink = malloc(1);
+    free(sink);
+    struct cached first, second;
+    pthread_t t;
+    pthread_create(&t, NULL, cache_and_exit, &first);
+    pthread_join(t, NULL);
+    ptm_chunk_t *top = first.arena->top;
+    size_t top_size = ptm_csize(top);
+    /* The next thread takes the same arena; the chunks the first one cached
+     * must be back in it and serve the new requests without touching top. */
+    pthread_create(&t, NULL, allocate_eight, &second);
+    pthread_join(t, NULL);
+    cr_assert_eq(second.arena, first.arena, "the exited thread's arena was not reused");
+    cr_assert(first.arena->top == top && ptm_csize(top) == top_size,
+              "new blocks were carved from top: the exited thread's cache was lost");
+    int reused = 0;
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 8; j++)
+            reused += second.p[i] == first.p[j];
+    cr_assert_geq(reused, 4, "only %d of the 8 chunks cached by the exited thread came back", reused);
+    for (int i = 0; i < 8; i++)
+        free(second.p[i]);
+    ptm_heap_check();
+}
+
+/* ---- thread stacks ---- */
+
+static void *deep(void *arg)
+{
+    volatile char buf[64 * 1024];
+    memset((char *)buf, 1, sizeof buf);
+    int depth = *(int *)arg;
+    if (depth > 0) {
+        int d = depth - 1;
+        deep(&d);
+    }
+    return (void *)(uintptr_t)buf[100];
+}
+
+Test(threads, thread_runs_on_a_ptm_stack_and_stacks_are_reused)
+{
+    size_t size = 1 << 20, guard = 64 * 1024;
+    char *stack = ptm_stack_alloc(size, guard);
+    cr_assert_not_null(stack);
+    cr_assert_eq((uintptr_t)stack % (size_t)sysconf(_SC_PAGESIZE), 0);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    cr_assert_eq(pthread_attr_setstack(&attr, stack, size), 0);
+    pthread_t t;
+    int depth = 8; /* 9 frames of 64 KiB: well inside 1 MiB */
+    cr_assert_eq(pthread_create(&t, &attr, deep, &depth), 0);
+    void *ret;
+    pthread_join(t, &ret);
+    cr_assert_eq((uintptr_t)ret, 1);
+    ptm_stack_free(stack);
+    char *again = ptm_stack_alloc(size, guard);
+    cr_assert_eq(again, stack, "a cached stack of the same size should come back");
+    char *other = ptm_stack_alloc(size * 2, guard);
+    cr_assert_neq(other, stack);
+    ptm_stack_free(again);
+    ptm_stack_free(other);
+    pthread_attr_destroy(&attr);
+}
+
+Test(threads, stack_guard_faults, .signal = SIGSEGV)
+{
+    char *stack = ptm_stack_alloc(256 * 1024, 4096);
+    cr_assert_not_null(stack);
+    stack[0] = 1;             /* the lowest usable byte */
+    ((volatile char *)stack)[-1] = 1; /* the guard */
+}
+
+Test(threads, stack_alloc_failure_is_enomem)
+{
+    errno = 0;
+    cr_assert_null(ptm_stack_alloc((size_t)1 << 60, 4096));
+    cr_assert_eq(errno, ENOMEM);
+    errno = 0;
+    cr_assert_null(ptm_stack_alloc(0, 4096));
+    cr_assert_eq(errno, EINVAL);
+}
+
+Test(threads, freeing_a_foreign_stack_aborts, .signal = SIGABRT)
+{
+    static char not_a_stack[8192];
+    ptm_stack_free(not_a_stack + 4096);
+}
