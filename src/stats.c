@@ -254,6 +254,7 @@ __attribute__((format(printf, 2, 3))) static void out(out_t *o, const char *fmt,
 }
 
 /* ---- ptm's report ---- */
+/* json_arena leaves its object open: the caller adds fields and the brace. */
 
 struct globals {
     size_t arenas, threads, stacks_in_use, stacks_cached;
@@ -311,7 +312,7 @@ static void json_arena(out_t *o, const snapshot_t *s, int is_total)
     PTM_THREAD_COUNTERS(PTM_X)
     PTM_ARENA_COUNTERS(PTM_X)
 #undef PTM_X
-    out(o, "}}");
+    out(o, "}");
 }
 
 static void report(out_t *o, int format)
@@ -338,6 +339,7 @@ static void report(out_t *o, int format)
         } else if (format == PTM_STATS_JSON) {
             out(o, "%s\n    ", first ? "" : ",");
             json_arena(o, &s, 0);
+            out(o, "}");
         } else {
             char title[32];
             ptm_fmt(title, sizeof title, "arena %u (%zu threads):", s.index, s.threads);
@@ -351,9 +353,9 @@ static void report(out_t *o, int format)
     if (format == PTM_STATS_JSON) {
         out(o, "],\n  \"totals\": ");
         json_arena(o, &total, 1);
-        out(o, ",\n  \"mmapped_chunks\": %zu, \"mmapped_bytes\": %zu, \"max_mmapped_chunks\": %zu, "
-               "\"max_mmapped_bytes\": %zu, \"arena_count\": %zu, \"threads\": %zu, "
-               "\"stacks_in_use\": %zu, \"stacks_cached\": %zu}\n",
+        out(o, ",\n    \"mmapped_chunks\": %zu, \"mmapped_bytes\": %zu, \"max_mmapped_chunks\": %zu, "
+               "\"max_mmapped_bytes\": %zu, \"arenas\": %zu, \"threads\": %zu, "
+               "\"stacks_in_use\": %zu, \"stacks_cached\": %zu}}\n",
             g.mmap.count, g.mmap.bytes, g.mmap.max_count, g.mmap.max_bytes, g.arenas, g.threads,
             g.stacks_in_use, g.stacks_cached);
     } else {
