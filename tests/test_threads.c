@@ -506,3 +506,40 @@ Test(threads, freeing_a_foreign_stack_aborts, .signal = SIGABRT)
     static char not_a_stack[8192];
     ptm_stack_free(not_a_stack + 4096);
 }
+
+/* ---- trimming does not oscillate ---- */
+
+static void *mixed_churn(void *arg)
+{
+    uint64_t *trims = arg;
+    void *slot[64] = {0};
+    uint64_t seed = 12345;
+    for (int i = 0; i < 20000; i++) {
+        unsigned k = (unsigned)(next_rand(&seed) % 64);
+        free(slot[k]);
+        slot[k] = malloc(4096 + next_rand(&seed) % 28672);
+        ((char *)slot[k])[0] = 1;
+    }
+    for (int k = 0; k < 64; k++)
+        free(slot[k]);
+    ptm_arena_t *a = ptm_tcache.arena;
+    pthread_mutex_lock(&a->lock.m);
+    *trims = a->stats.trims;
+    pthread_mutex_unlock(&a->lock.m);
+    return NULL;
+}
+
+Test(threads, mixed_churn_does_not_trim_and_refault_constantly)
+{
+    /* 4-32 KB blocks replaced at random: top keeps hovering just above the
+     * trim threshold.  Giving back a few pages each time it does (and
+     * faulting them in again) was a syscall storm: trim only when what top
+     * could give back, beyond top_pad, reaches the threshold. */
+    sink = malloc(1);
+    free(sink);
+    uint64_t trims = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, mixed_churn, &trims);
+    pthread_join(t, NULL);
+    cr_assert_leq(trims, 30, "%llu trims in 20000 operations", (unsigned long long)trims);
+}
