@@ -295,9 +295,22 @@ static void *realloc_mapped(ptm_chunk_t *p, size_t n, size_t nb)
 }
 
 /* Resizes an arena chunk in its own arena, or moves it to another arena's
- * memory when that one has none left. */
+ * memory when that one has none left.  Small blocks move through the thread
+ * cache without taking a lock. */
 static void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb)
 {
+    size_t size = ptm_csize(p);
+    if (nb <= size && size - nb < PTM_MIN_CHUNK && ptm_likely(ptm_inuse(p)))
+        return ptm_chunk2mem(p); /* nothing to split off */
+    if (nb <= PTM_TCACHE_MAX_SIZE && size <= PTM_TCACHE_MAX_SIZE) {
+        void *m = malloc_impl(&ptm_tcache, n);
+        if (m == NULL)
+            return NULL;
+        size_t keep = size - PTM_WORD;
+        memcpy(m, ptm_chunk2mem(p), keep < n ? keep : n);
+        free_impl(&ptm_tcache, ptm_chunk2mem(p));
+        return m;
+    }
     ptm_arena_t *a = ptm_arena_of(p);
     ptm_lock(&a->lock);
     void *m = ptm_arena_realloc(a, p, nb);
