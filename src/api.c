@@ -295,14 +295,15 @@ static void *realloc_mapped(ptm_chunk_t *p, size_t n, size_t nb)
 }
 
 /* Resizes an arena chunk in its own arena, or moves it to another arena's
- * memory when that one has none left.  Small blocks move through the thread
- * cache without taking a lock. */
+ * memory when that one has none left.  A small block that grows moves
+ * through the thread cache without taking a lock; shrinking stays in place,
+ * as glibc's does. */
 static void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb)
 {
     size_t size = ptm_csize(p);
     if (nb <= size && size - nb < PTM_MIN_CHUNK && ptm_likely(ptm_inuse(p)))
         return ptm_chunk2mem(p); /* nothing to split off */
-    if (nb <= PTM_TCACHE_MAX_SIZE && size <= PTM_TCACHE_MAX_SIZE) {
+    if (nb > size && nb <= PTM_TCACHE_MAX_SIZE) {
         void *m = malloc_impl(&ptm_tcache, n);
         if (m == NULL)
             return NULL;
