@@ -11,6 +11,7 @@
  * release stores, so walking it needs no lock. */
 #include "config.h"
 
+#include <pthread.h>
 #include <sys/auxv.h>
 
 #include "arena.h"
@@ -79,7 +80,7 @@ static ptm_arena_t *pick_existing(void)
 {
     ptm_arena_t *start = next_reuse, *a = start, *best = start;
     do {
-        if (pthread_mutex_trylock(&a->lock.m) == 0) {
+        if (ptm_trylock(&a->lock)) {
             ptm_unlock(&a->lock);
             best = a;
             break;

@@ -1,24 +1,50 @@
-/* lock.h: the mutex every arena is guarded by.  A thin wrapper so that the
- * lock can change without touching its users.
+/* lock.h: the lock every arena (and each other piece of shared allocator
+ * state) is guarded by: a word-sized futex lock.  Taking a free lock is one
+ * compare-and-swap and releasing it one exchange; a contended lock spins
+ * briefly, then sleeps in the kernel (lock.c, through the OS seam).
+ *
+ * state: 0 free, 1 held, 2 held and someone may be sleeping on it.
  *
  * Lock ranks (a thread holding a lock takes only locks of a higher rank):
- *   1. ptm_main_arena.lock (and, later, each arena's lock) */
+ *   0. the arena list (arenas.c)
+ *   1. each arena's lock, one at a time
+ *   2. the thread-stack cache (stack.c)
+ *   3. the statistics' list of live threads (stats.c)
+ * The exit-key lock (tcache.c) is taken alone. */
 #ifndef PTM_LOCK_H
 #define PTM_LOCK_H
-
-#include <pthread.h>
 
 #include "util.h"
 
 typedef struct {
-    pthread_mutex_t m;
+    int state;
 } ptm_lock_t;
 
-#define PTM_LOCK_INIT {PTHREAD_MUTEX_INITIALIZER}
+#define PTM_LOCK_INIT {0}
 
-PTM_INLINE void ptm_lock(ptm_lock_t *l) { pthread_mutex_lock(&l->m); }
-PTM_INLINE void ptm_unlock(ptm_lock_t *l) { pthread_mutex_unlock(&l->m); }
+void ptm_lock_slow(ptm_lock_t *l);
+
+PTM_INLINE int ptm_trylock(ptm_lock_t *l)
+{
+    int expected = 0;
+    return __atomic_compare_exchange_n(&l->state, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+PTM_INLINE void ptm_lock(ptm_lock_t *l)
+{
+    if (ptm_unlikely(!ptm_trylock(l)))
+        ptm_lock_slow(l);
+}
+
+void ptm_lock_wake(ptm_lock_t *l);
+
+PTM_INLINE void ptm_unlock(ptm_lock_t *l)
+{
+    if (ptm_unlikely(__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) == 2))
+        ptm_lock_wake(l);
+}
+
 /* After fork, in the child, where the holder thread no longer exists. */
-PTM_INLINE void ptm_lock_reinit(ptm_lock_t *l) { pthread_mutex_init(&l->m, NULL); }
+PTM_INLINE void ptm_lock_reinit(ptm_lock_t *l) { __atomic_store_n(&l->state, 0, __ATOMIC_RELAXED); }
 
 #endif /* PTM_LOCK_H */

@@ -52,6 +52,12 @@ int ptm_os_guard(void *p, size_t size);
  * with raw system calls: no allocation. */
 unsigned ptm_os_cpu_count(void);
 
+/* Sleeps while *word == expected (until a wake, a signal or a spurious
+ * return); process-private futex. */
+void ptm_os_futex_wait(int *word, int expected);
+/* Wakes one thread sleeping on word. */
+void ptm_os_futex_wake(int *word);
+
 /* Writes all of buf to fd, retrying short writes and EINTR; errors ignored. */
 void ptm_os_write(int fd, const void *buf, size_t len);
 

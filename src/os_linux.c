@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -197,6 +198,20 @@ unsigned ptm_os_cpu_count(void)
         n = q;
     errno = saved;
     return n;
+}
+
+void ptm_os_futex_wait(int *word, int expected)
+{
+    int saved = errno;
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+    errno = saved;
+}
+
+void ptm_os_futex_wake(int *word)
+{
+    int saved = errno;
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
 }
 
 void ptm_os_write(int fd, const void *buf, size_t len)

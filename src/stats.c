@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -126,7 +127,7 @@ static int lock_for_report(ptm_lock_t *l)
         return 1;
     }
     for (int tries = 0; tries < 1000; tries++) {
-        if (pthread_mutex_trylock(&l->m) == 0)
+        if (ptm_trylock(l))
             return 1;
         sched_yield();
     }

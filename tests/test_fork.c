@@ -381,7 +381,7 @@ static void *worker_main(void *arg)
             w->error = block_free(b);
         if (w->error == 0)
             w->error = block_new(b, pick_size(&w->rng), &w->rng);
-        w->ops++;
+        __atomic_add_fetch(&w->ops, 1, __ATOMIC_RELAXED);
     }
     for (unsigned i = 0; i < WORKER_LIVE; i++)
         if (w->live[i].p != NULL) {
@@ -407,7 +407,8 @@ static void start_workers(struct worker *ws, unsigned n)
     cr_assert_eq(__atomic_load_n(&workers_ready, __ATOMIC_ACQUIRE), n, "workers did not start");
     /* Let every worker get well into its loop. */
     for (unsigned i = 0; i < n; i++)
-        while (__atomic_load_n(&ws[i].ops, __ATOMIC_RELAXED) < 50 && ws[i].error == 0 &&
+        while (__atomic_load_n(&ws[i].ops, __ATOMIC_RELAXED) < 50 &&
+               __atomic_load_n(&ws[i].error, __ATOMIC_RELAXED) == 0 &&
                now_s() < deadline)
             sleep_ms(1);
 }
@@ -506,9 +507,22 @@ Test(fork, while_other_threads_allocate, .timeout = 50)
 
 #define SIG_FORKS 200
 #define SIG_MIN_INTERRUPTED 20 /* forks that must land inside the allocator */
-#define SIG_HELPER_ALARM_S 40
+#define SIG_HELPER_ALARM_S 30
+#define SIG_LOOP_S 10 /* to make SIG_FORKS forks */
+
+/* The helper's exit statuses. */
+enum {
+    HELPER_NOT_SINGLE_THREADED = 10,
+    HELPER_SETUP_FAILED,
+    HELPER_NOMEM,
+    HELPER_PARENT_CORRUPT,
+    HELPER_FORK_FAILED,
+    HELPER_TOO_FEW_FORKS,
+    HELPER_CHILDREN_FAILED,
+    HELPER_TOO_FEW_INTERRUPTED,
+};
 #define SIG_LIVE 64
-#define DEADLOCK_MAX_CPU_S 1.0
+#define DEADLOCK_MAX_CPU_S 0.25
 
 static volatile sig_atomic_t in_allocator; /* the main loop is in malloc/free/realloc */
 static volatile sig_atomic_t sig_forks, sig_fork_errors;
@@ -617,7 +631,7 @@ static int signal_fork_helper(void)
     if (!__libc_single_threaded) {
         fprintf(stderr, "signal-fork helper: __libc_single_threaded is false at start; "
                         "the test needs a process that never had a second thread\n");
-        return 10;
+        return HELPER_NOT_SINGLE_THREADED;
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -625,16 +639,16 @@ static int signal_fork_helper(void)
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGPROF, &sa, NULL) != 0)
-        return 11;
+        return HELPER_SETUP_FAILED;
     struct itimerval it = {{0, 200}, {0, 200}};
     if (setitimer(ITIMER_PROF, &it, NULL) != 0)
-        return 12;
+        return HELPER_SETUP_FAILED;
 
     static struct sblock live[SIG_LIVE];
     uint64_t rng = 0x51ca1ULL;
     unsigned long ops = 0;
     int corrupt = 0;
-    double deadline = now_s() + 15;
+    double deadline = now_s() + SIG_LOOP_S;
     while (sig_forks < SIG_FORKS && !corrupt && now_s() < deadline) {
         for (unsigned k = 0; k < 64 && !corrupt; k++, ops++) {
             struct sblock *b = &live[next_rand(&rng) % SIG_LIVE];
@@ -642,7 +656,7 @@ static int signal_fork_helper(void)
                 b->n = sig_pick_size(&rng);
                 IN_ALLOCATOR(b->p = malloc(b->n));
                 if (b->p == NULL)
-                    return 13;
+                    return HELPER_NOMEM;
                 b->key = next_rand(&rng);
                 sblock_stamp(b);
             } else if (next_rand(&rng) % 3 == 0) {
@@ -653,7 +667,7 @@ static int signal_fork_helper(void)
                 uint64_t *q;
                 IN_ALLOCATOR(q = realloc(b->p, n));
                 if (q == NULL)
-                    return 13;
+                    return HELPER_NOMEM;
                 if (q[0] != first)
                     corrupt = 1;
                 b->p = q;
@@ -673,16 +687,16 @@ static int signal_fork_helper(void)
     int rc = 0;
     if (corrupt) {
         fprintf(stderr, "signal-fork helper: a block's contents changed in the parent\n");
-        rc = 14;
+        rc = HELPER_PARENT_CORRUPT;
     }
     if (sig_fork_errors > 0) {
         fprintf(stderr, "signal-fork helper: %d forks failed\n", (int)sig_fork_errors);
-        rc = 15;
+        rc = HELPER_FORK_FAILED;
     }
     if (sig_forks < SIG_FORKS) {
-        fprintf(stderr, "signal-fork helper: only %d forks in 15 s (%lu operations)\n",
-                (int)sig_forks, ops);
-        rc = 16;
+        fprintf(stderr, "signal-fork helper: only %d forks in %d s (%lu operations)\n",
+                (int)sig_forks, SIG_LOOP_S, ops);
+        rc = HELPER_TOO_FEW_FORKS;
     }
     unsigned interrupted = 0, deadlocked = 0, bad = 0, mid_op = 0;
     for (int i = 0; i < sig_forks; i++) {
@@ -712,11 +726,11 @@ static int signal_fork_helper(void)
                     "%u failed after a fork outside the allocator, %u failed after one inside it\n",
             (int)sig_forks, interrupted, deadlocked, bad, mid_op);
     if (deadlocked > 0 || bad > 0)
-        rc = 17;
+        rc = HELPER_CHILDREN_FAILED;
     if (interrupted < SIG_MIN_INTERRUPTED) {
         fprintf(stderr, "signal-fork helper: only %u forks interrupted the allocator (want %d)\n",
                 interrupted, SIG_MIN_INTERRUPTED);
-        rc = 18;
+        rc = HELPER_TOO_FEW_INTERRUPTED;
     }
     for (unsigned i = 0; i < SIG_LIVE; i++)
         free(live[i].p);
@@ -724,7 +738,7 @@ static int signal_fork_helper(void)
     return rc;
 }
 
-Test(fork, from_signal_handler_that_interrupted_malloc_single_threaded, .timeout = 55)
+Test(fork, from_signal_handler_that_interrupted_malloc_single_threaded, .timeout = 45)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -737,14 +751,27 @@ Test(fork, from_signal_handler_that_interrupted_malloc_single_threaded, .timeout
     cr_assert_gt(pid, 0, "fork: %s", strerror(errno));
     int status = 0;
     /* The helper has its own alarm; this is a backstop. */
-    int timed_out = wait_child(pid, 50000, &status) != 0;
-    cr_assert(!timed_out, "the helper did not finish in 50 s");
+    int timed_out = wait_child(pid, 40000, &status) != 0;
+    cr_assert(!timed_out, "the helper did not finish in 40 s");
+    static const char *const why[] = {
+        [HELPER_NOT_SINGLE_THREADED] = "it was not single-threaded",
+        [HELPER_SETUP_FAILED] = "sigaction/setitimer failed",
+        [HELPER_NOMEM] = "malloc/realloc returned NULL",
+        [HELPER_PARENT_CORRUPT] = "a block's contents changed in the parent",
+        [HELPER_FORK_FAILED] = "fork failed in the handler",
+        [HELPER_TOO_FEW_FORKS] = "too few forks in time",
+        [HELPER_CHILDREN_FAILED] = "children deadlocked, or failed after a fork outside the allocator",
+        [HELPER_TOO_FEW_INTERRUPTED] = "too few forks landed inside the allocator",
+    };
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+    const char *reason = code >= HELPER_NOT_SINGLE_THREADED && code <= HELPER_TOO_FEW_INTERRUPTED
+                             ? why[code]
+                             : WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM
+                                   ? "a fork from the handler hung (an allocator lock taken around fork?)"
+                                   : "see its stderr";
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-              "helper (fork from a SIGPROF handler interrupting malloc/free/realloc, %d forks): %s%s",
-              SIG_FORKS, describe(status, 0).s,
-              WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM
-                  ? " - a fork from the handler hung (an allocator lock taken around fork?)"
-                  : " - see its stderr");
+              "helper (fork from a SIGPROF handler interrupting malloc/free/realloc, %d forks): %s - %s",
+              SIG_FORKS, describe(status, 0).s, reason);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -828,10 +855,8 @@ static void *reader_main(void *arg)
         for (size_t j = 0; ok && j < want; j++)
             ok = line[j] == line_char(k, j);
         free(line);
-        if (!ok) {
-            stdio_fail(CHILD_CORRUPT);
-            break;
-        }
+        if (!ok)
+            stdio_fail(CHILD_CORRUPT); /* but keep draining the pipe */
         rd->lines++;
     }
     return NULL;
@@ -887,7 +912,7 @@ static void *forker_main(void *arg)
     return NULL;
 }
 
-Test(fork, while_other_threads_sit_in_stdio_and_malloc, .timeout = 50)
+Test(fork, while_other_threads_sit_in_stdio_and_malloc, .timeout = 30)
 {
     devnull_out = fopen("/dev/null", "w");
     cr_assert_not_null(devnull_out, "fopen /dev/null: %s", strerror(errno));

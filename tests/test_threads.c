@@ -523,9 +523,9 @@ static void *mixed_churn(void *arg)
     for (int k = 0; k < 64; k++)
         free(slot[k]);
     ptm_arena_t *a = ptm_tcache.arena;
-    pthread_mutex_lock(&a->lock.m);
+    ptm_lock(&a->lock);
     *trims = a->stats.trims;
-    pthread_mutex_unlock(&a->lock.m);
+    ptm_unlock(&a->lock);
     return NULL;
 }
 
