@@ -170,9 +170,13 @@ static void *arena_malloc(ptm_arena_t *a, size_t nb)
         unsigned i = ptm_fast_index(nb);
         ptm_chunk_t *v = a->fastbins[i];
         if (v != NULL) {
+            ptm_chunk_t *next = ptm_fast_next(v);
+            if (ptm_unlikely(ptm_misaligned(ptm_chunk2mem(next))))
+                ptm_corrupt("malloc(): unaligned fastbin chunk detected");
             if (ptm_unlikely(ptm_fast_index(ptm_csize(v)) != i))
                 ptm_corrupt("malloc(): memory corruption (fast)");
-            a->fastbins[i] = v->fd;
+            a->fastbins[i] = next;
+            v->bk = NULL;
             return ptm_chunk2mem(v);
         }
     }
@@ -246,7 +250,9 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
             ptm_corrupt("double free or corruption (fasttop)");
         if (ptm_unlikely(old != NULL && ptm_fast_index(ptm_csize(old)) != i))
             ptm_corrupt("invalid fastbin entry (free)");
-        p->fd = old;
+        if (ptm_unlikely((uintptr_t)p->bk == ptm_fast_key))
+            ptm_fastbin_check_double_free(a, i, p);
+        ptm_fast_link(p, old);
         a->fastbins[i] = p;
         a->have_fast = 1;
         return;
@@ -275,6 +281,17 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
         if ((top > ptm_params.top_pad && top - ptm_params.top_pad >= ptm_params.trim_threshold) ||
             (s->map_size != 0 && s->next != NULL && a->top == ptm_segment_first(s)))
             ptm_systrim(a, ptm_params.top_pad);
+    }
+}
+
+void ptm_fastbin_check_double_free(ptm_arena_t *a, unsigned i, const ptm_chunk_t *p)
+{
+    size_t n = 0, limit = a->system_mem / PTM_MIN_CHUNK + 1;
+    for (ptm_chunk_t *c = a->fastbins[i]; c != NULL; c = ptm_fast_next(c)) {
+        if (ptm_unlikely(c == p))
+            ptm_corrupt("free(): double free detected in fastbin");
+        if (ptm_unlikely(ptm_misaligned(ptm_chunk2mem(c)) || ++n > limit))
+            ptm_corrupt("free(): corrupted fastbin");
     }
 }
 

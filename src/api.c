@@ -4,7 +4,11 @@
  * picks the arena, and holds its lock around one call into the arena code.
  * Failure is NULL with errno ENOMEM.  Chunks with their own mapping are
  * handled without any lock.  No initialisation depends on constructors: the
- * dynamic loader and libc may allocate before any runs. */
+ * dynamic loader and libc may allocate before any runs.
+ *
+ * Under valgrind's memcheck (track.h) there is no thread cache, so every call
+ * takes a slow path; the memory-checker hooks are there, not on the inline
+ * fast paths. */
 #include "config.h"
 
 #include <errno.h>
@@ -16,6 +20,7 @@
 #include "os.h"
 #include "ptm.h"
 #include "tcache.h"
+#include "track.h"
 
 PTM_INLINE void *fail_enomem(void)
 {
@@ -30,6 +35,78 @@ PTM_INLINE ptm_tcache_t *thread_cache(void)
     if (ptm_unlikely(tc->state == PTM_THREAD_NEW))
         ptm_thread_init(tc);
     return tc;
+}
+
+/* ---- memory-checker hooks (track.h) ---- */
+
+/* Starts a run of ptm's own work on chunk memory: returns whether it told
+ * memcheck, for track_end, so that the two pair up even if another thread
+ * turns tracking on meanwhile. */
+PTM_INLINE int track_begin(void)
+{
+    int on = ptm_unlikely(PTM_TRACK_ON());
+    if (on)
+        PTM_TRACK_INTERNAL_BEGIN();
+    return on;
+}
+
+PTM_INLINE void track_end(int on)
+{
+    if (on)
+        PTM_TRACK_INTERNAL_END();
+}
+
+/* The usable bytes of chunk p, as malloc_usable_size. */
+PTM_INLINE size_t chunk_usable(const ptm_chunk_t *p)
+{
+    return ptm_csize(p) - (ptm_is_mmapped(p) ? PTM_HDR : PTM_WORD);
+}
+
+/* The program's block mem now holds n bytes: the usable bytes past them
+ * become no-access, so that an overrun into them is reported; chunk p's size
+ * word and its successor's become defined: free and malloc_usable_size read
+ * them outside ptm's internal runs, and either may lie where a freed
+ * (no-access) block was. */
+static void track_tail(void *mem, size_t n)
+{
+    ptm_chunk_t *p = ptm_mem2chunk(mem);
+    PTM_TRACK_DEFINED(&p->size, sizeof p->size);
+    PTM_TRACK_NOACCESS((char *)mem + n, chunk_usable(p) - n);
+    if (!ptm_is_mmapped(p))
+        PTM_TRACK_DEFINED(&ptm_next_chunk(p)->size, sizeof p->size);
+}
+
+/* m, of n bytes, is handed to the program. */
+static PTM_NOINLINE void track_alloc(void *m, size_t n, int zeroed)
+{
+    PTM_TRACK_MALLOC(m, n, zeroed);
+    track_tail(m, n);
+}
+
+/* How many bytes the program's block mem was registered with: its
+ * addressable prefix (track_tail made the rest no-access). */
+static PTM_NOINLINE size_t track_size(void *mem)
+{
+    size_t usable = chunk_usable(ptm_mem2chunk(mem));
+    PTM_TRACK_INTERNAL_BEGIN();
+    uintptr_t bad = (uintptr_t)PTM_TRACK_CHECK_ADDRESSABLE(mem, usable);
+    PTM_TRACK_INTERNAL_END();
+    return bad != 0 ? bad - (uintptr_t)mem : usable;
+}
+
+/* realloc left the program's block mem (old bytes) where it was, now of n. */
+static PTM_NOINLINE void track_resize(void *mem, size_t old, size_t n)
+{
+    PTM_TRACK_RESIZE(mem, old, n);
+    track_tail(mem, n);
+}
+
+/* ptm moved the program's block mem to m, n bytes, copying its contents
+ * (registered as defined: their exact state is not known here). */
+static PTM_NOINLINE void track_move(void *mem, void *m, size_t n)
+{
+    PTM_TRACK_FREE(mem);
+    track_alloc(m, n, 1);
 }
 
 /* Runs an allocation in the thread's arena, and once more in another arena
@@ -59,15 +136,19 @@ static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
     size_t nb = ptm_request2size(n);
     ptm_arena_t *a;
     void *m;
+    int track = track_begin();
     if (nb <= PTM_TCACHE_MAX_SIZE && tc->max_count != 0)
         WITH_ARENA(tc, a, m, ptm_tcache_refill(tc, a, nb));
     else
         WITH_ARENA(tc, a, m, ptm_arena_malloc(a, nb));
+    /* With perturbing on there is no thread cache: every block comes here. */
+    if (m != NULL && ptm_unlikely(ptm_params.perturb != 0))
+        memset(m, ptm_params.perturb ^ 0xff, n);
+    track_end(track);
     if (m == NULL)
         return fail_enomem();
-    /* With perturbing on there is no thread cache: every block comes here. */
-    if (ptm_unlikely(ptm_params.perturb != 0))
-        memset(m, ptm_params.perturb ^ 0xff, n);
+    if (track)
+        track_alloc(m, n, ptm_params.perturb != 0); /* perturbed bytes are defined */
     return m;
 }
 
@@ -121,8 +202,23 @@ static void free_to_arena(ptm_chunk_t *p)
     ptm_unlock(&a->lock);
 }
 
+/* free under memcheck, where there is no thread cache. */
+static PTM_NOINLINE void free_tracked(void *mem)
+{
+    PTM_TRACK_FREE(mem);
+    PTM_TRACK_INTERNAL_BEGIN();
+    if (ptm_unlikely(ptm_misaligned(mem)))
+        ptm_corrupt("free(): invalid pointer");
+    free_to_arena(ptm_mem2chunk(mem));
+    PTM_TRACK_INTERNAL_END();
+}
+
 static PTM_NOINLINE void ptm_free_slow(void *mem)
 {
+    if (ptm_unlikely(PTM_TRACK_ON())) {
+        free_tracked(mem);
+        return;
+    }
     if (ptm_unlikely(ptm_misaligned(mem)))
         ptm_corrupt("free(): invalid pointer");
     ptm_chunk_t *p = ptm_mem2chunk(mem);
@@ -131,8 +227,17 @@ static PTM_NOINLINE void ptm_free_slow(void *mem)
         ptm_tcache_t *tc = thread_cache();
         size_t i = size >> 4;
         if (tc->max_count != 0) {
-            if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key))
+            if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key)) {
+                /* Cached here, or in its arena's fastbin: either is a double
+                 * free; neither, and the key was the program's data. */
                 ptm_tcache_check_double_free(tc, i, mem);
+                if (size <= ptm_params.max_fast) {
+                    ptm_arena_t *a = ptm_arena_of(p);
+                    ptm_lock(&a->lock);
+                    ptm_fastbin_check_double_free(a, ptm_fast_index(size), p);
+                    ptm_unlock(&a->lock);
+                }
+            }
             if (tc->room[i] == 0)
                 ptm_tcache_flush_bin(tc, i, tc->max_count / 2);
             ptm_tcache_push(tc, i, mem, ptm_tcache_key);
@@ -260,13 +365,28 @@ PTM_EXPORT void *calloc(size_t n, size_t size)
     size_t nb = ptm_request2size(bytes), clear = 0;
     ptm_arena_t *a;
     void *m;
+    int track = track_begin();
     WITH_ARENA(tc, a, m, calloc_arena(a, nb, &clear));
+    if (m != NULL)
+        memset(m, 0, clear);
+    track_end(track);
     if (m == NULL)
         return fail_enomem();
-    return memset(m, 0, clear);
+    if (track)
+        track_alloc(m, bytes, 1);
+    return m;
 }
 
 /* ---- realloc ---- */
+
+/* Copies a block's usable bytes to its new place: under memcheck some may be
+ * no-access (past the size the program asked for), and that is ptm's access. */
+static void copy_block(void *to, const void *from, size_t n)
+{
+    int track = track_begin();
+    memcpy(to, from, n);
+    track_end(track);
+}
 
 /* Moves a mapped chunk to a new block of n bytes. */
 static void *move_mapped(ptm_chunk_t *p, size_t n)
@@ -275,7 +395,9 @@ static void *move_mapped(ptm_chunk_t *p, size_t n)
     if (m == NULL)
         return NULL;
     size_t have = ptm_csize(p) - PTM_HDR;
-    memcpy(m, ptm_chunk2mem(p), have < n ? have : n);
+    copy_block(m, ptm_chunk2mem(p), have < n ? have : n);
+    if (ptm_unlikely(PTM_TRACK_ON()))
+        PTM_TRACK_FREE(ptm_chunk2mem(p));
     ptm_mmap_chunk_free(p);
     return m;
 }
@@ -286,9 +408,14 @@ static void *realloc_mapped(ptm_chunk_t *p, size_t n, size_t nb)
      * rather than keep a mapping of its own. */
     if (nb < ptm_params.mmap_threshold / 2)
         return move_mapped(p, n);
+    int track = track_begin();
     void *m = ptm_mmap_chunk_resize(p, nb);
-    if (m != NULL)
+    track_end(track);
+    if (m != NULL) {
+        if (track && m != ptm_chunk2mem(p))
+            track_move(ptm_chunk2mem(p), m, n);
         return m;
+    }
     if (ptm_csize(p) - PTM_HDR >= n)
         return ptm_chunk2mem(p);
     return move_mapped(p, n);
@@ -308,21 +435,27 @@ static void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb)
         if (m == NULL)
             return NULL;
         size_t keep = size - PTM_WORD;
-        memcpy(m, ptm_chunk2mem(p), keep < n ? keep : n);
+        copy_block(m, ptm_chunk2mem(p), keep < n ? keep : n);
         free_impl(&ptm_tcache, ptm_chunk2mem(p));
         return m;
     }
+    void *mem = ptm_chunk2mem(p);
     ptm_arena_t *a = ptm_arena_of(p);
+    int track = track_begin();
     ptm_lock(&a->lock);
     void *m = ptm_arena_realloc(a, p, nb);
     ptm_assert_expensive(ptm_check_arena(a) > 0);
     ptm_unlock(&a->lock);
-    if (m != NULL)
+    track_end(track);
+    if (m != NULL) {
+        if (track && m != mem)
+            track_move(mem, m, n);
         return m;
+    }
     m = malloc_impl(&ptm_tcache, n);
     if (m == NULL)
         return NULL;
-    memcpy(m, ptm_chunk2mem(p), ptm_csize(p) - PTM_WORD);
+    copy_block(m, ptm_chunk2mem(p), ptm_csize(p) - PTM_WORD);
     free_impl(&ptm_tcache, ptm_chunk2mem(p));
     return m;
 }
@@ -342,8 +475,13 @@ PTM_EXPORT void *realloc(void *mem, size_t n)
         return fail_enomem();
     size_t nb = ptm_request2size(n);
     ptm_chunk_t *p = ptm_mem2chunk(mem);
+    size_t old = ptm_unlikely(PTM_TRACK_ON()) ? track_size(mem) : 0;
     void *m = ptm_is_mmapped(p) ? realloc_mapped(p, n, nb) : realloc_heap(p, n, nb);
-    return m != NULL ? m : fail_enomem();
+    if (m == NULL)
+        return fail_enomem();
+    if (ptm_unlikely(PTM_TRACK_ON()) && m == mem)
+        track_resize(mem, old, n);
+    return m;
 }
 
 PTM_EXPORT void *reallocarray(void *mem, size_t n, size_t size)
@@ -372,14 +510,19 @@ static void *aligned_alloc_impl(size_t align, size_t n)
     ptm_tcache_t *tc = thread_cache();
     size_t nb = ptm_request2size(n);
     void *m = NULL;
-    if (nb >= ptm_params.mmap_threshold) {
+    int track = track_begin();
+    if (nb >= ptm_params.mmap_threshold)
         m = ptm_mmap_chunk_alloc(nb, align);
-        if (m != NULL)
-            return m;
+    if (m == NULL) {
+        ptm_arena_t *a;
+        WITH_ARENA(tc, a, m, ptm_arena_memalign(a, align, nb));
     }
-    ptm_arena_t *a;
-    WITH_ARENA(tc, a, m, ptm_arena_memalign(a, align, nb));
-    return m != NULL ? m : fail_enomem();
+    track_end(track);
+    if (m == NULL)
+        return fail_enomem();
+    if (track)
+        track_alloc(m, n, 0);
+    return m;
 }
 
 PTM_EXPORT void *memalign(size_t align, size_t n) { return aligned_alloc_impl(align, n); }
@@ -427,12 +570,14 @@ PTM_EXPORT const char *ptm_version(void) { return "ptm " PACKAGE_VERSION; }
 PTM_EXPORT size_t ptm_heap_check(void)
 {
     ptm_ensure_init();
+    int track = track_begin();
     size_t n = ptm_tcache_check(&ptm_tcache);
     for (ptm_arena_t *a = &ptm_main_arena; a != NULL; a = __atomic_load_n(&a->next, __ATOMIC_ACQUIRE)) {
         ptm_lock(&a->lock);
         n += ptm_check_arena(a);
         ptm_unlock(&a->lock);
     }
+    track_end(track);
     return n;
 }
 

@@ -137,7 +137,8 @@ void ptm_consolidate(ptm_arena_t *a)
             size_t size = ptm_csize(p);
             if (ptm_unlikely(size < PTM_MIN_CHUNK || ptm_fast_index(size) != i))
                 ptm_corrupt("malloc_consolidate(): invalid chunk size");
-            ptm_chunk_t *next = p->fd;
+            ptm_chunk_t *next = ptm_fast_next(p);
+            p->bk = NULL;
             ptm_merge_free(a, p, size);
             p = next;
         }

@@ -160,6 +160,25 @@ PTM_INLINE unsigned ptm_bin_index(size_t sz)
 }
 PTM_INLINE unsigned ptm_fast_index(size_t sz) { return (unsigned)(sz >> 4) - 2; }
 
+/* Fastbin links are safe-linked: fd holds the next chunk xor'ed with fd's
+ * own address shifted right by 12, so a forged link needs to know where it
+ * is stored.  A chunk in a fastbin carries ptm_fast_key in its bk word (as a
+ * cached one does in the thread cache, tcache.h): a free that finds it
+ * there looks for the chunk in its fastbin, catching double frees deeper
+ * than the top of the bin. */
+extern uintptr_t ptm_tcache_key;
+#define ptm_fast_key ptm_tcache_key
+
+PTM_INLINE ptm_chunk_t *ptm_fast_next(const ptm_chunk_t *p)
+{
+    return (ptm_chunk_t *)(((uintptr_t)&p->fd >> 12) ^ (uintptr_t)p->fd);
+}
+PTM_INLINE void ptm_fast_link(ptm_chunk_t *p, ptm_chunk_t *next)
+{
+    p->fd = (ptm_chunk_t *)(((uintptr_t)&p->fd >> 12) ^ (uintptr_t)next);
+    p->bk = (ptm_chunk_t *)ptm_fast_key;
+}
+
 PTM_INLINE void ptm_mark_bin(ptm_arena_t *a, unsigned i) { a->binmap[i >> 6] |= (uint64_t)1 << (i & 63); }
 PTM_INLINE void ptm_unmark_bin(ptm_arena_t *a, unsigned i) { a->binmap[i >> 6] &= ~((uint64_t)1 << (i & 63)); }
 PTM_INLINE int ptm_bin_marked(const ptm_arena_t *a, unsigned i)
@@ -194,6 +213,8 @@ size_t ptm_merge_free(ptm_arena_t *a, ptm_chunk_t *p, size_t size);
 void ptm_consolidate(ptm_arena_t *a);
 
 /* ---- alloc.c ---- */
+/* Aborts if p (carrying the fast key) sits in a's fastbin i. */
+void ptm_fastbin_check_double_free(ptm_arena_t *a, unsigned i, const ptm_chunk_t *p);
 /* A chunk of at least nb bytes (nb from ptm_request2size); NULL when the
  * system has no more memory.  May return an mmapped chunk. */
 void *ptm_arena_malloc(ptm_arena_t *a, size_t nb);

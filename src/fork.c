@@ -19,7 +19,6 @@
 #include "arena.h"
 #include "tcache.h"
 
-extern char __libc_single_threaded __attribute__((weak));
 extern void _IO_list_lock(void) __attribute__((weak));
 extern void _IO_list_unlock(void) __attribute__((weak));
 
@@ -27,7 +26,7 @@ static int fork_locked;
 
 static void prefork(void)
 {
-    fork_locked = !(&__libc_single_threaded != NULL && __libc_single_threaded);
+    fork_locked = !ptm_single_threaded();
     if (!fork_locked)
         return;
     if (_IO_list_lock != NULL)

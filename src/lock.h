@@ -24,6 +24,19 @@ typedef struct {
 
 void ptm_lock_slow(ptm_lock_t *l);
 
+/* glibc's flag: true until the process creates its first thread (and never
+ * true again).  While it holds, no other thread can contend for a lock, so
+ * taking and releasing one are plain stores instead of atomic
+ * read-modify-writes (glibc skips its arena lock then too).  The state word
+ * stays true, so a try-lock (a report from a signal handler) still sees a
+ * held lock, and a lock is never held across thread creation. */
+extern char __libc_single_threaded __attribute__((weak));
+
+PTM_INLINE int ptm_single_threaded(void)
+{
+    return &__libc_single_threaded != NULL && __atomic_load_n(&__libc_single_threaded, __ATOMIC_RELAXED);
+}
+
 PTM_INLINE int ptm_trylock(ptm_lock_t *l)
 {
     int expected = 0;
@@ -32,6 +45,10 @@ PTM_INLINE int ptm_trylock(ptm_lock_t *l)
 
 PTM_INLINE void ptm_lock(ptm_lock_t *l)
 {
+    if (ptm_single_threaded()) {
+        __atomic_store_n(&l->state, 1, __ATOMIC_RELAXED);
+        return;
+    }
     if (ptm_unlikely(!ptm_trylock(l)))
         ptm_lock_slow(l);
 }
@@ -40,6 +57,10 @@ void ptm_lock_wake(ptm_lock_t *l);
 
 PTM_INLINE void ptm_unlock(ptm_lock_t *l)
 {
+    if (ptm_single_threaded()) {
+        __atomic_store_n(&l->state, 0, __ATOMIC_RELAXED);
+        return;
+    }
     if (ptm_unlikely(__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) == 2))
         ptm_lock_wake(l);
 }

@@ -152,7 +152,7 @@ static void snapshot_arena(ptm_arena_t *a, snapshot_t *s)
             s->mapped += span;
     }
     for (unsigned i = 0; i < PTM_NFASTBINS; i++) {
-        for (ptm_chunk_t *p = a->fastbins[i]; p != NULL; p = p->fd) {
+        for (ptm_chunk_t *p = a->fastbins[i]; p != NULL; p = ptm_fast_next(p)) {
             s->fast[i].chunks++;
             s->fast[i].bytes += ptm_csize(p);
         }

@@ -11,9 +11,11 @@
 #include "debug.h"
 #include "error.h"
 #include "tcache.h"
+#include "track.h"
 
 __thread ptm_tcache_t ptm_tcache __attribute__((tls_model("initial-exec")));
 uintptr_t ptm_tcache_key;
+int ptm_track_memcheck;
 
 static pthread_key_t exit_key;
 static int exit_key_ready;
@@ -57,9 +59,14 @@ void ptm_thread_init(ptm_tcache_t *tc)
     tc->state = PTM_THREAD_ACTIVE;
     tc->arena = ptm_arenas_attach();
     size_t count = ptm_params.tcache_count;
-    /* Perturbing fills blocks in the slow paths only: no cache then. */
+    /* Perturbing fills blocks in the slow paths only: no cache then.  Nor
+     * under memcheck, whose hooks are in the slow paths too (track.h). */
     if (ptm_params.perturb != 0)
         count = 0;
+    if (PTM_TRACK_MEMCHECK()) {
+        __atomic_store_n(&ptm_track_memcheck, 1, __ATOMIC_RELAXED);
+        count = 0;
+    }
     tc->max_count = (uint16_t)(count > PTM_TCACHE_COUNT_LIMIT ? PTM_TCACHE_COUNT_LIMIT : count);
     for (size_t i = 2; i < PTM_TCACHE_BINS; i++)
         tc->room[i] = tc->max_count;

@@ -192,7 +192,7 @@ static void step_fastchunks(void)
     ptm_lock(&ptm_main_arena.lock);
     unsigned n = 0;
     for (unsigned i = 0; i < PTM_NFASTBINS; i++)
-        for (ptm_chunk_t *c = ptm_main_arena.fastbins[i]; c != NULL; c = c->fd)
+        for (ptm_chunk_t *c = ptm_main_arena.fastbins[i]; c != NULL; c = ptm_fast_next(c))
             n++;
     ptm_unlock(&ptm_main_arena.lock);
     say("fastchunks=%u\n", n);
