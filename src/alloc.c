@@ -12,6 +12,7 @@
 #include "arena.h"
 #include "debug.h"
 #include "error.h"
+#include "os.h"
 
 /* A scan of the unsorted bin stops after this many chunks, so one malloc's
  * latency stays bounded. */
@@ -225,6 +226,12 @@ static void *arena_malloc(ptm_arena_t *a, size_t nb)
 
 void *ptm_arena_malloc(ptm_arena_t *a, size_t nb)
 {
+    /* Memory freed and taken again is not what purging is for: the count
+     * of bytes freed since the last purge is paid back as they are reused. */
+    if (nb >= 4096)
+        a->dirty = a->dirty > nb ? a->dirty - nb : 0;
+    else if (ptm_unlikely(ptm_purge_due(a)))
+        ptm_maybe_purge(a);
     void *m = arena_malloc(a, nb);
     if (m != NULL && !ptm_is_mmapped(ptm_mem2chunk(m)))
         ptm_in_use_add(a, ptm_csize(ptm_mem2chunk(m)));
@@ -267,6 +274,11 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
     if (ptm_unlikely(ptm_csize(next) < PTM_FENCEPOST || ptm_csize(next) >= a->system_mem))
         ptm_corrupt("free(): invalid next size (normal)");
 
+    if (size >= 4096) {
+        a->dirty += size;
+        if (ptm_unlikely(ptm_purge_due(a)))
+            ptm_maybe_purge(a);
+    }
     size = ptm_merge_free(a, p, size);
     if (size >= PTM_CONSOLIDATE_THRESHOLD) {
         if (a->have_fast)

@@ -18,6 +18,7 @@ ptm_params_t ptm_params = {
     .arena_max = 0,
     .arena_test = 8,
     .tcache_count = PTM_TCACHE_DEFAULT_COUNT,
+    .purge_delay = PTM_DEFAULT_PURGE_DELAY,
 };
 
 ptm_arena_t ptm_main_arena = {.lock = PTM_LOCK_INIT};
@@ -41,6 +42,7 @@ void ptm_arena_init(ptm_arena_t *a)
     a->last_remainder = NULL;
     a->segments = NULL;
     a->chunk_flag = ptm_is_main(a) ? 0 : PTM_NON_MAIN_ARENA;
+    a->purge_limit = PTM_PURGE_MIN_DIRTY;
     a->initialized = 1;
 }
 

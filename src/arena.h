@@ -46,6 +46,10 @@
 #define PTM_DEFAULT_TRIM_THRESHOLD ((size_t)128 * 1024)
 #define PTM_DEFAULT_TOP_PAD ((size_t)128 * 1024)
 #define PTM_DEFAULT_MMAP_MAX 65536
+/* Free pages inside a heap go back to the system at most this often
+ * (milliseconds), once enough memory has been freed (ptm_maybe_purge). */
+#define PTM_DEFAULT_PURGE_DELAY 1000
+#define PTM_PURGE_MIN_DIRTY ((size_t)4 * 1024 * 1024)
 /* The least the main arena maps when brk cannot grow. */
 #define PTM_MMAP_AS_HEAP_MIN ((size_t)1024 * 1024)
 
@@ -101,6 +105,11 @@ typedef struct ptm_arena {
      *   sum of segment spans == in_use + binned + fastbinned + top */
     size_t in_use;
     size_t in_use_peak;
+    size_t dirty;             /* bytes freed in page-sized chunks since the last purge,
+                               * less those allocated again since */
+    size_t purge_limit;       /* purge once dirty exceeds it: max(4 MiB, in_use / 8) */
+    unsigned purge_countdown; /* calls until the clock is read again while one is due */
+    uint64_t last_purge_ms;
     ptm_arena_stats_t stats;
     struct ptm_arena *next;      /* all arenas, main first (arenas.c) */
     struct ptm_arena *next_free; /* arenas no thread uses (arenas.c) */
@@ -121,6 +130,7 @@ typedef struct ptm_params {
     size_t arena_test; /* arenas created before arena_max is worked out */
     size_t tcache_count; /* chunks per thread-cache bin; 0: no thread cache */
     int perturb;         /* 0: off; else fill allocations with ~byte, freed memory with byte */
+    size_t purge_delay;  /* ms between purges of free pages inside heaps; 0: never */
     int check_action;    /* integrity-check level (PTM_CHECK / MALLOC_CHECK_) */
 } ptm_params_t;
 
@@ -236,6 +246,14 @@ void *ptm_sysmalloc(ptm_arena_t *a, size_t nb);
 /* Gives back to the OS what top holds beyond pad bytes, and unmaps mapped
  * segments left entirely free; returns 1 if anything was given back. */
 int ptm_systrim(ptm_arena_t *a, size_t pad);
+/* Gives back the whole pages inside the free chunks of a's bins (past their
+ * headers); returns how many bytes. */
+size_t ptm_purge_free_pages(ptm_arena_t *a);
+/* Purges when enough has been freed since the last purge and purge_delay
+ * has passed: memory that stays free goes back, with a bounded number of
+ * system calls per second. */
+void ptm_maybe_purge(ptm_arena_t *a);
+PTM_INLINE int ptm_purge_due(const ptm_arena_t *a) { return a->dirty > a->purge_limit; }
 /* Makes [base, base + committed) a new segment of a (header at base, which
  * is 16-aligned), whose chunks end at end; it becomes the newest, its chunks
  * the new top, and the old top is retired behind fenceposts. */

@@ -58,6 +58,9 @@ void ptm_os_futex_wait(int *word, int expected);
 /* Wakes one thread sleeping on word. */
 void ptm_os_futex_wake(int *word);
 
+/* Milliseconds of a monotonic clock (coarse: a few ms of resolution). */
+uint64_t ptm_os_now_ms(void);
+
 /* Writes all of buf to fd, retrying short writes and EINTR; errors ignored. */
 void ptm_os_write(int fd, const void *buf, size_t len);
 

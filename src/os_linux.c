@@ -9,6 +9,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "os.h"
@@ -212,6 +213,16 @@ void ptm_os_futex_wake(int *word)
     int saved = errno;
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     errno = saved;
+}
+
+uint64_t ptm_os_now_ms(void)
+{
+    struct timespec ts;
+    int saved = errno;
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        ts.tv_sec = ts.tv_nsec = 0;
+    errno = saved;
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 void ptm_os_write(int fd, const void *buf, size_t len)

@@ -532,23 +532,6 @@ PTM_EXPORT int malloc_info(int options, FILE *fp)
     return 0;
 }
 
-/* Gives back the whole pages inside free chunks of a's bins, past their
- * headers; returns how many bytes. */
-static size_t purge_free_pages(ptm_arena_t *a)
-{
-    size_t page = ptm_os_page, released = 0;
-    for (unsigned i = 1; i < PTM_NBINS; i++) {
-        ptm_chunk_t *bin = ptm_bin_at(a, i);
-        for (ptm_chunk_t *p = bin->fd; p != bin; p = p->fd) {
-            char *lo = (char *)ptm_align_up((uintptr_t)p + sizeof(ptm_chunk_t), page);
-            char *hi = (char *)ptm_align_down((uintptr_t)p + ptm_csize(p), page);
-            if (hi > lo && ptm_os_purge(lo, (size_t)(hi - lo)) == 0)
-                released += (size_t)(hi - lo);
-        }
-    }
-    return released;
-}
-
 PTM_EXPORT int malloc_trim(size_t pad)
 {
     ptm_ensure_init();
@@ -559,12 +542,13 @@ PTM_EXPORT int malloc_trim(size_t pad)
         if (a->segments != NULL) {
             ptm_consolidate(a);
             result |= ptm_systrim(a, pad);
-            size_t purged = purge_free_pages(a);
+            size_t purged = ptm_purge_free_pages(a);
             if (purged > 0) {
                 a->stats.trims++;
                 a->stats.trimmed_bytes += purged;
                 result = 1;
             }
+            a->dirty = 0;
         }
         ptm_unlock(&a->lock);
     }

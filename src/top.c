@@ -5,7 +5,9 @@
  * agrees, and maps a region of at least 1 MiB when it does not; a secondary
  * arena starts a new heap.  Shrinking unmaps mapped segments left entirely
  * free, then gives back top's tail: with a negative sbrk at the break, with
- * madvise elsewhere.  The caller holds the arena's lock. */
+ * madvise elsewhere.  Free pages inside the heaps (below top) go back too,
+ * at most every purge_delay ms once enough has been freed
+ * (ptm_maybe_purge).  The caller holds the arena's lock. */
 #include "config.h"
 
 #include <errno.h>
@@ -286,4 +288,44 @@ int ptm_systrim(ptm_arena_t *a, size_t pad)
     a->stats.trimmed_bytes += extra;
     set_top_end(a, s->end - extra);
     return 1;
+}
+
+size_t ptm_purge_free_pages(ptm_arena_t *a)
+{
+    size_t page = ptm_os_page, released = 0;
+    for (unsigned i = 1; i < PTM_NBINS; i++) {
+        ptm_chunk_t *bin = ptm_bin_at(a, i);
+        for (ptm_chunk_t *p = bin->fd; p != bin; p = p->fd) {
+            char *lo = (char *)ptm_align_up((uintptr_t)p + sizeof(ptm_chunk_t), page);
+            char *hi = (char *)ptm_align_down((uintptr_t)p + ptm_csize(p), page);
+            if (hi > lo && ptm_os_purge(lo, (size_t)(hi - lo)) == 0)
+                released += (size_t)(hi - lo);
+        }
+    }
+    return released;
+}
+
+void ptm_maybe_purge(ptm_arena_t *a)
+{
+    /* While a purge is due but the delay has not passed, the clock is read
+     * on every 64th call only; the limit follows what is in use. */
+    if (a->purge_countdown > 0) {
+        a->purge_countdown--;
+        return;
+    }
+    a->purge_countdown = 64;
+    size_t limit = a->in_use / 8;
+    a->purge_limit = limit > PTM_PURGE_MIN_DIRTY ? limit : PTM_PURGE_MIN_DIRTY;
+    if (ptm_params.purge_delay == 0 || !ptm_purge_due(a))
+        return;
+    uint64_t now = ptm_os_now_ms();
+    if (now - a->last_purge_ms < ptm_params.purge_delay)
+        return;
+    a->last_purge_ms = now;
+    a->dirty = 0;
+    size_t n = ptm_purge_free_pages(a);
+    if (n > 0) {
+        a->stats.trims++;
+        a->stats.trimmed_bytes += n;
+    }
 }

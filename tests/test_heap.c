@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "os.h"
 #include "ptm.h"
 
@@ -420,4 +421,54 @@ Test(heap, perturb_fills_new_and_freed_blocks)
     cr_assert_eq((uintptr_t)out[1], 0x5a ^ 0xff, "new block not filled: %#lx", (unsigned long)(uintptr_t)out[1]);
     cr_assert_eq((uintptr_t)out[2], 0x5a, "freed block not filled: %#lx", (unsigned long)(uintptr_t)out[2]);
     mallopt(M_PERTURB, 0);
+}
+
+static size_t rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kib = 0;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmRSS: %zu kB", &kib) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return kib;
+}
+
+/* 64 MiB in 16 KiB blocks, then nine in ten freed, scattered: holes
+ * everywhere, nothing at the top to trim.  Returns RSS after / before. */
+static double scattered_free_rss_ratio(void)
+{
+    enum { N = 4096 };
+    static char *b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = malloc(16384);
+        memset(b[i], 1, 16384);
+    }
+    size_t before = rss_kib();
+    for (int i = 0; i < N; i++)
+        if (i % 10 != 0)
+            free(b[i]);
+    /* Once the purge delay has passed, a little ordinary activity. */
+    usleep(20000);
+    for (int i = 0; i < 100; i++)
+        free(malloc(20000));
+    size_t after = rss_kib();
+    check_heap();
+    return (double)after / (double)before;
+}
+
+Test(heap, free_pages_inside_the_heap_go_back)
+{
+    ptm_params.purge_delay = 5; /* ms: the test waits 20 */
+    double r = scattered_free_rss_ratio();
+    cr_assert_lt(r, 0.3, "RSS after freeing 90%% of the heap in holes is %.0f%% of before", r * 100);
+}
+
+Test(heap, purging_off_keeps_free_pages)
+{
+    ptm_params.purge_delay = 0;
+    double r = scattered_free_rss_ratio();
+    cr_assert_gt(r, 0.9, "with purging off, RSS fell to %.0f%%", r * 100);
 }

@@ -292,6 +292,7 @@ Test(options, defaults_are_the_tables_and_the_allocators)
     cr_assert_eq(num(&r, "perturb"), 0);
     cr_assert_eq(num(&r, "check_action"), 0);
     cr_assert_eq(num(&r, "verbose"), 0);
+    cr_assert_eq(num(&r, "purge_delay"), PTM_DEFAULT_PURGE_DELAY);
 
     /* The report's defaults (the table's) are what the allocator starts
      * with (arena.c's initialiser). */
@@ -307,7 +308,8 @@ Test(options, defaults_are_the_tables_and_the_allocators)
                  {"tcache_count", "tcache_count"},
                  {"perturb", "perturb"},
                  {"check", "check_action"},
-                 {"verbose", "verbose"}};
+                 {"verbose", "verbose"},
+                 {"purge_delay", "purge_delay"}};
     cr_assert_eq(sizeof pairs / sizeof pairs[0], NROWS, "an option without a defaults check");
     for (size_t i = 0; i < NROWS; i++) {
         char pat[64];

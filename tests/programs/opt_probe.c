@@ -223,10 +223,10 @@ static void step_params(void)
     const ptm_params_t *p = &ptm_params;
     say("arena_max=%zu\narena_test=%zu\nmmap_threshold=%zu\ntrim_threshold=%zu\ntop_pad=%zu\n"
         "max_fast=%zu\nmmap_max=%d\nno_dyn_threshold=%d\ntcache_count=%zu\nperturb=%d\n"
-        "check_action=%d\nverbose=%d\ntcache_max=%u\nsecure=%lu\n",
+        "check_action=%d\nverbose=%d\ntcache_max=%u\nsecure=%lu\npurge_delay=%zu\n",
         p->arena_max, p->arena_test, p->mmap_threshold, p->trim_threshold, p->top_pad, p->max_fast,
         p->mmap_max, p->no_dyn_threshold, p->tcache_count, p->perturb, p->check_action, ptm_verbose,
-        (unsigned)ptm_tcache.max_count, getauxval(AT_SECURE));
+        (unsigned)ptm_tcache.max_count, getauxval(AT_SECURE), p->purge_delay);
 }
 
 int main(int argc, char **argv)
