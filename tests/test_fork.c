@@ -315,6 +315,29 @@ static void fork_failed(struct tally *t, int err)
     pthread_mutex_unlock(&t->lock);
 }
 
+/* Forks n children one after another; child f runs child(f, arg) under its
+ * watchdog and exits with what it returns; the parent reaps each (recording
+ * the outcome in t) before the next, pausing pause_ms between them. */
+static void fork_children(struct tally *t, unsigned n, int (*child)(unsigned f, void *arg), void *arg,
+                          unsigned pause_ms)
+{
+    for (unsigned f = 0; f < n; f++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            child_arm_watchdog();
+            _exit(child(f, arg));
+        }
+        if (pid < 0) {
+            fork_failed(t, errno);
+            break;
+        }
+        if (!reap(t, pid, f))
+            break;
+        if (pause_ms > 0)
+            sleep_ms(pause_ms);
+    }
+}
+
 #define ASSERT_ALL_CHILDREN_OK(t, expected)                                                         \
     do {                                                                                           \
         cr_assert_eq((t)->fork_errors, 0u, "%u forks failed (%s)", (t)->fork_errors,               \
@@ -458,36 +481,30 @@ static int child_run_thread(uintptr_t seed)
 #define BUSY_WORKERS 4
 #define BUSY_FORKS 300
 
+static int busy_child(unsigned f, void *arg)
+{
+    struct worker *ws = arg;
+    uint64_t rng = 0xc41dULL + f;
+    int err = churn(&rng, 200, 32);
+    /* Blocks of threads that did not survive the fork, from their
+     * arenas (now free in the child). */
+    for (unsigned i = 0; i < BUSY_WORKERS && err == 0; i++)
+        for (unsigned k = f % 2; k < WORKER_KEPT && err == 0; k += 2)
+            err = block_free(&ws[i].kept[k]);
+    if (err == 0)
+        err = child_run_thread(f + 1);
+    if (err == 0)
+        err = churn(&rng, 30, 8);
+    return err;
+}
+
 Test(fork, while_other_threads_allocate, .timeout = 50)
 {
     static struct worker ws[BUSY_WORKERS];
     struct tally t = TALLY_INIT;
     start_workers(ws, BUSY_WORKERS);
 
-    for (unsigned f = 0; f < BUSY_FORKS; f++) {
-        pid_t pid = fork();
-        if (pid == 0) {
-            child_arm_watchdog();
-            uint64_t rng = 0xc41dULL + f;
-            int err = churn(&rng, 200, 32);
-            /* Blocks of threads that did not survive the fork, from their
-             * arenas (now free in the child). */
-            for (unsigned i = 0; i < BUSY_WORKERS && err == 0; i++)
-                for (unsigned k = f % 2; k < WORKER_KEPT && err == 0; k += 2)
-                    err = block_free(&ws[i].kept[k]);
-            if (err == 0)
-                err = child_run_thread(f + 1);
-            if (err == 0)
-                err = churn(&rng, 30, 8);
-            _exit(err);
-        }
-        if (pid < 0) {
-            fork_failed(&t, errno);
-            break;
-        }
-        if (!reap(&t, pid, f))
-            break;
-    }
+    fork_children(&t, BUSY_FORKS, busy_child, ws, 0);
 
     stop_workers_and_free(ws, BUSY_WORKERS);
     ASSERT_ALL_CHILDREN_OK(&t, BUSY_FORKS);
@@ -967,42 +984,36 @@ static void *child_spawner(void *arg)
     return (void *)(intptr_t)err;
 }
 
+static int spawn_child(unsigned f, void *arg)
+{
+    (void)arg;
+    pthread_t tids[SPAWN_THREADS];
+    int err = 0;
+    for (unsigned i = 0; i < SPAWN_THREADS; i++)
+        if (pthread_create(&tids[i], NULL, child_spawner, (void *)(uintptr_t)(f * 16 + i)) != 0)
+            _exit(CHILD_THREAD);
+    for (unsigned i = 0; i < SPAWN_THREADS; i++) {
+        void *ret;
+        if (pthread_join(tids[i], &ret) != 0)
+            _exit(CHILD_THREAD);
+        if (err == 0)
+            err = (int)(intptr_t)ret;
+    }
+    /* A second generation, on the arenas the first one gave back. */
+    for (unsigned i = 0; i < SPAWN_THREADS && err == 0; i++)
+        err = child_run_thread(f * 16 + i + 500);
+    if (err == 0)
+        ptm_heap_check();
+    return err;
+}
+
 Test(fork, child_of_multithreaded_parent_creates_threads_that_allocate, .timeout = 40)
 {
     static struct worker ws[BUSY_WORKERS];
     struct tally t = TALLY_INIT;
     start_workers(ws, BUSY_WORKERS);
 
-    for (unsigned f = 0; f < SPAWN_FORKS; f++) {
-        pid_t pid = fork();
-        if (pid == 0) {
-            child_arm_watchdog();
-            pthread_t tids[SPAWN_THREADS];
-            int err = 0;
-            for (unsigned i = 0; i < SPAWN_THREADS; i++)
-                if (pthread_create(&tids[i], NULL, child_spawner, (void *)(uintptr_t)(f * 16 + i)) != 0)
-                    _exit(CHILD_THREAD);
-            for (unsigned i = 0; i < SPAWN_THREADS; i++) {
-                void *ret;
-                if (pthread_join(tids[i], &ret) != 0)
-                    _exit(CHILD_THREAD);
-                if (err == 0)
-                    err = (int)(intptr_t)ret;
-            }
-            /* A second generation, on the arenas the first one gave back. */
-            for (unsigned i = 0; i < SPAWN_THREADS && err == 0; i++)
-                err = child_run_thread(f * 16 + i + 500);
-            if (err == 0)
-                ptm_heap_check();
-            _exit(err);
-        }
-        if (pid < 0) {
-            fork_failed(&t, errno);
-            break;
-        }
-        if (!reap(&t, pid, f))
-            break;
-    }
+    fork_children(&t, SPAWN_FORKS, spawn_child, NULL, 0);
 
     stop_workers_and_free(ws, BUSY_WORKERS);
     ASSERT_ALL_CHILDREN_OK(&t, SPAWN_FORKS);
@@ -1036,6 +1047,31 @@ static void *child_attach_main(void *arg)
     return (void *)(intptr_t)ok;
 }
 
+static int reuse_child(unsigned f, void *arg)
+{
+    (void)arg;
+    (void)f;
+    size_t before = ptm_arenas_count();
+    pthread_t c[PARKED];
+    if (pthread_barrier_init(&child_in, NULL, PARKED) != 0)
+        _exit(CHILD_THREAD);
+    for (unsigned i = 0; i < PARKED; i++)
+        if (pthread_create(&c[i], NULL, child_attach_main, NULL) != 0)
+            _exit(CHILD_THREAD);
+    int ok = 1;
+    for (unsigned i = 0; i < PARKED; i++) {
+        void *ret;
+        if (pthread_join(c[i], &ret) != 0)
+            _exit(CHILD_THREAD);
+        ok &= (int)(intptr_t)ret;
+    }
+    if (!ok)
+        _exit(CHILD_NOMEM);
+    if (ptm_arenas_count() != before)
+        _exit(CHILD_ARENAS);
+    return CHILD_OK;
+}
+
 Test(fork, child_threads_reuse_arenas_of_threads_lost_in_fork, .timeout = 30)
 {
     pthread_t tids[PARKED];
@@ -1049,37 +1085,7 @@ Test(fork, child_threads_reuse_arenas_of_threads_lost_in_fork, .timeout = 30)
     cr_assert_geq(parent_arenas, 2u, "the parked threads share one arena (%zu)", parent_arenas);
 
     struct tally t = TALLY_INIT;
-    for (unsigned f = 0; f < 5; f++) {
-        pid_t pid = fork();
-        if (pid == 0) {
-            child_arm_watchdog();
-            size_t before = ptm_arenas_count();
-            pthread_t c[PARKED];
-            if (pthread_barrier_init(&child_in, NULL, PARKED) != 0)
-                _exit(CHILD_THREAD);
-            for (unsigned i = 0; i < PARKED; i++)
-                if (pthread_create(&c[i], NULL, child_attach_main, NULL) != 0)
-                    _exit(CHILD_THREAD);
-            int ok = 1;
-            for (unsigned i = 0; i < PARKED; i++) {
-                void *ret;
-                if (pthread_join(c[i], &ret) != 0)
-                    _exit(CHILD_THREAD);
-                ok &= (int)(intptr_t)ret;
-            }
-            if (!ok)
-                _exit(CHILD_NOMEM);
-            if (ptm_arenas_count() != before)
-                _exit(CHILD_ARENAS);
-            _exit(CHILD_OK);
-        }
-        if (pid < 0) {
-            fork_failed(&t, errno);
-            break;
-        }
-        if (!reap(&t, pid, f))
-            break;
-    }
+    fork_children(&t, 5, reuse_child, NULL, 0);
     pthread_barrier_wait(&park_out);
     for (unsigned i = 0; i < PARKED; i++)
         pthread_join(tids[i], NULL);
@@ -1131,6 +1137,16 @@ static int child_big_churn(uint64_t *rng)
     return err;
 }
 
+static int consistent_child(unsigned f, void *arg)
+{
+    (void)arg;
+    ptm_heap_check(); /* aborts on an inconsistency */
+    uint64_t rng = 0xbeefULL + f;
+    int err = child_big_churn(&rng);
+    ptm_heap_check();
+    return err;
+}
+
 Test(fork, child_sees_a_consistent_heap, .timeout = 40)
 {
     static struct worker ws[BUSY_WORKERS];
@@ -1138,24 +1154,7 @@ Test(fork, child_sees_a_consistent_heap, .timeout = 40)
     start_workers(ws, BUSY_WORKERS);
     cr_assert_geq(ptm_arenas_count(), 2u, "the workers share one arena");
 
-    for (unsigned f = 0; f < CONSISTENT_FORKS; f++) {
-        pid_t pid = fork();
-        if (pid == 0) {
-            child_arm_watchdog();
-            ptm_heap_check(); /* aborts on an inconsistency */
-            uint64_t rng = 0xbeefULL + f;
-            int err = child_big_churn(&rng);
-            ptm_heap_check();
-            _exit(err);
-        }
-        if (pid < 0) {
-            fork_failed(&t, errno);
-            break;
-        }
-        if (!reap(&t, pid, f))
-            break;
-        sleep_ms(5);
-    }
+    fork_children(&t, CONSISTENT_FORKS, consistent_child, NULL, 5);
 
     stop_workers_and_free(ws, BUSY_WORKERS);
     ASSERT_ALL_CHILDREN_OK(&t, CONSISTENT_FORKS);
