@@ -257,7 +257,7 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
             ptm_corrupt("double free or corruption (fasttop)");
         if (ptm_unlikely(old != NULL && ptm_fast_index(ptm_csize(old)) != i))
             ptm_corrupt("invalid fastbin entry (free)");
-        if (ptm_unlikely((uintptr_t)p->bk == ptm_fast_key))
+        if (ptm_unlikely((uintptr_t)p->bk == ptm_fast_key) && ptm_params.check_action != PTM_CHECK_OFF)
             ptm_fastbin_check_double_free(a, i, p);
         ptm_fast_link(p, old);
         a->fastbins[i] = p;

@@ -18,6 +18,7 @@
 #include "debug.h"
 #include "error.h"
 #include "os.h"
+#include "owner.h"
 #include "ptm.h"
 #include "tcache.h"
 #include "track.h"
@@ -54,6 +55,29 @@ PTM_INLINE void track_end(int on)
 {
     if (on)
         PTM_TRACK_INTERNAL_END();
+}
+
+/* The chunk of a block the program hands back, checked to be ptm's before
+ * anything is read from it: aborts with who's message if mem is misaligned,
+ * its header is not on a page of ptm's (owner.h), or it claims a heap that
+ * is not one.  A mapped chunk's mapping is checked where it is used
+ * (mmap_chunk.c). */
+static ptm_chunk_t *owned_chunk(void *mem, const char *who)
+{
+    ptm_chunk_t *p = ptm_mem2chunk(mem);
+    if (ptm_unlikely(ptm_misaligned(mem) || !ptm_owner_has(p)))
+        ptm_corrupt(who);
+    if (ptm_non_main(p) && !ptm_is_mmapped(p) && ptm_unlikely(!ptm_owner_is_heap(ptm_heap_of(p))))
+        ptm_corrupt(who);
+    return p;
+}
+
+/* owned_chunk, first trying free's test for the thread's own arena. */
+PTM_INLINE ptm_chunk_t *owned_chunk_fast(ptm_tcache_t *tc, void *mem, const char *who)
+{
+    if (ptm_likely(ptm_tcache_owns(tc, mem)))
+        return ptm_mem2chunk(mem);
+    return owned_chunk(mem, who);
 }
 
 /* The usable bytes of chunk p, as malloc_usable_size. */
@@ -117,11 +141,12 @@ static PTM_NOINLINE void track_move(void *mem, void *m, size_t n)
         ptm_lock(&(a)->lock);                                                                      \
         ptm_stats_fold(a, &(tc)->stats);                                                           \
         (result) = (expr);                                                                         \
-        ptm_assert_expensive(ptm_check_arena(a) > 0);                                              \
+        ptm_verify_arena(a);                                                                       \
         ptm_unlock(&(a)->lock);                                                                    \
         if (ptm_unlikely((result) == NULL) && ((a) = ptm_arenas_other(a)) != NULL) {               \
             ptm_lock(&(a)->lock);                                                                  \
             (result) = (expr);                                                                     \
+            ptm_verify_arena(a);                                                                   \
             ptm_unlock(&(a)->lock);                                                                \
         }                                                                                          \
     } while (0)
@@ -198,7 +223,7 @@ static void free_to_arena(ptm_chunk_t *p)
     ptm_arena_t *a = ptm_arena_of(p);
     ptm_lock(&a->lock);
     ptm_arena_free(a, p);
-    ptm_assert_expensive(ptm_check_arena(a) > 0);
+    ptm_verify_arena(a);
     ptm_unlock(&a->lock);
 }
 
@@ -207,27 +232,29 @@ static PTM_NOINLINE void free_tracked(void *mem)
 {
     PTM_TRACK_FREE(mem);
     PTM_TRACK_INTERNAL_BEGIN();
-    if (ptm_unlikely(ptm_misaligned(mem)))
-        ptm_corrupt("free(): invalid pointer");
-    free_to_arena(ptm_mem2chunk(mem));
+    free_to_arena(owned_chunk(mem, "free(): invalid pointer"));
     PTM_TRACK_INTERNAL_END();
 }
 
 static PTM_NOINLINE void ptm_free_slow(void *mem)
 {
+    if (mem == NULL)
+        return;
     if (ptm_unlikely(PTM_TRACK_ON())) {
         free_tracked(mem);
         return;
     }
-    if (ptm_unlikely(ptm_misaligned(mem)))
-        ptm_corrupt("free(): invalid pointer");
-    ptm_chunk_t *p = ptm_mem2chunk(mem);
+    ptm_chunk_t *p = owned_chunk(mem, "free(): invalid pointer");
     size_t size = ptm_csize(p);
     if (!ptm_is_mmapped(p) && size >= PTM_MIN_CHUNK && size <= PTM_TCACHE_MAX_SIZE) {
         ptm_tcache_t *tc = thread_cache();
         size_t i = size >> 4;
         if (tc->max_count != 0) {
-            if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key)) {
+            /* The arena's first segment may have grown since the cache last
+             * looked: the next free there can take the fast path. */
+            ptm_tcache_own_refresh(tc);
+            if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key) &&
+                ptm_params.check_action != PTM_CHECK_OFF) {
                 /* Cached here, or in its arena's fastbin: either is a double
                  * free; neither, and the key was the program's data. */
                 ptm_tcache_check_double_free(tc, i, mem);
@@ -247,23 +274,25 @@ static PTM_NOINLINE void ptm_free_slow(void *mem)
     free_to_arena(p);
 }
 
-/* free without counting the call. */
+/* free without counting the call.  The first test proves mem 16-aligned and
+ * inside the oldest segment of the thread's arena, so its header can be read
+ * (a null, foreign or misaligned pointer fails it); anything else, such as a
+ * block of another arena, is checked in the slow path. */
 PTM_INLINE void free_impl(ptm_tcache_t *tc, void *mem)
 {
-    size_t i = ptm_mem2chunk(mem)->size >> 4;
-    uintptr_t key = ptm_tcache_key;
-    if (ptm_likely(i < PTM_TCACHE_BINS && tc->room[i] != 0 && !ptm_misaligned(mem) &&
-                   ((uintptr_t *)mem)[1] != key)) {
-        ptm_tcache_push(tc, i, mem, key);
-        return;
+    if (ptm_likely(ptm_tcache_owns(tc, mem))) {
+        size_t i = ptm_mem2chunk(mem)->size >> 4;
+        uintptr_t key = tc->key;
+        if (ptm_likely(i < PTM_TCACHE_BINS && tc->room[i] != 0 && ((uintptr_t *)mem)[1] != key)) {
+            ptm_tcache_push(tc, i, mem, key);
+            return;
+        }
     }
     ptm_free_slow(mem);
 }
 
 PTM_EXPORT void free(void *mem)
 {
-    if (mem == NULL)
-        return;
     ptm_tcache_t *tc = &ptm_tcache;
     tc->stats.free_calls++;
     free_impl(tc, mem);
@@ -271,8 +300,6 @@ PTM_EXPORT void free(void *mem)
 
 PTM_EXPORT void cfree(void *mem)
 {
-    if (mem == NULL)
-        return;
     ptm_tcache.stats.free_calls++;
     free_impl(&ptm_tcache, mem);
 }
@@ -281,9 +308,7 @@ PTM_EXPORT void cfree(void *mem)
  * not pass for one. */
 static size_t usable_size(void *mem, const char *who)
 {
-    if (ptm_unlikely(ptm_misaligned(mem)))
-        ptm_corrupt(who);
-    ptm_chunk_t *p = ptm_mem2chunk(mem);
+    ptm_chunk_t *p = owned_chunk(mem, who);
     if (ptm_is_mmapped(p))
         return ptm_csize(p) - PTM_HDR;
     return ptm_inuse(p) ? ptm_csize(p) - PTM_WORD : 0;
@@ -440,11 +465,11 @@ static void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb)
         return m;
     }
     void *mem = ptm_chunk2mem(p);
-    ptm_arena_t *a = ptm_arena_of(p);
+    ptm_arena_t *a = ptm_arena_of_checked(p);
     int track = track_begin();
     ptm_lock(&a->lock);
     void *m = ptm_arena_realloc(a, p, nb);
-    ptm_assert_expensive(ptm_check_arena(a) > 0);
+    ptm_verify_arena(a);
     ptm_unlock(&a->lock);
     track_end(track);
     if (m != NULL) {
@@ -469,12 +494,10 @@ PTM_EXPORT void *realloc(void *mem, size_t n)
         free_impl(&ptm_tcache, mem);
         return NULL;
     }
-    if (ptm_unlikely(ptm_misaligned(mem)))
-        ptm_corrupt("realloc(): invalid pointer");
+    ptm_chunk_t *p = owned_chunk_fast(&ptm_tcache, mem, "realloc(): invalid pointer");
     if (ptm_unlikely(n > PTM_MAX_REQUEST))
         return fail_enomem();
     size_t nb = ptm_request2size(n);
-    ptm_chunk_t *p = ptm_mem2chunk(mem);
     size_t old = ptm_unlikely(PTM_TRACK_ON()) ? track_size(mem) : 0;
     void *m = ptm_is_mmapped(p) ? realloc_mapped(p, n, nb) : realloc_heap(p, n, nb);
     if (m == NULL)

@@ -19,6 +19,7 @@ ptm_params_t ptm_params = {
     .arena_test = 8,
     .tcache_count = PTM_TCACHE_DEFAULT_COUNT,
     .purge_delay = PTM_DEFAULT_PURGE_DELAY,
+    .check_action = PTM_CHECK_CHEAP,
 };
 
 ptm_arena_t ptm_main_arena = {.lock = PTM_LOCK_INIT};

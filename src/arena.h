@@ -29,7 +29,10 @@
 #include <stdint.h>
 
 #include "chunk.h"
+#include "debug.h"
+#include "error.h"
 #include "lock.h"
+#include "owner.h"
 #include "stats.h"
 
 #define PTM_NBINS 128
@@ -115,7 +118,20 @@ typedef struct ptm_arena {
     struct ptm_arena *next_free; /* arenas no thread uses (arenas.c) */
     size_t attached;             /* threads using this arena (under the arena list lock) */
     unsigned index;              /* 0 for main, then in order of creation */
+    /* The oldest segment's chunks, for free's first ownership check (api.c):
+     * a block at mem is in them if (mem - own_lo) / 16 < own_n, mem 16-aligned.
+     * Written with atomic stores as the segment grows and shrinks; own_lo
+     * never changes once set.  Thread caches keep a copy (tcache.h). */
+    uintptr_t own_lo, own_n;
 } ptm_arena_t;
+
+/* Levels of ptm_params.check_action.  Checks that keep ptm itself from
+ * faulting or handing out a block twice from a corrupted list (ownership of
+ * freed pointers, list links, sizes) run at every level; OFF drops only the
+ * searches for double frees; ARENA walks an arena (ptm_check_arena) each time
+ * its lock is taken; FULL also turns the thread cache off for threads set up
+ * afterwards, so that every call takes a lock and is checked. */
+enum { PTM_CHECK_OFF, PTM_CHECK_CHEAP, PTM_CHECK_ARENA, PTM_CHECK_FULL };
 
 /* Tunable parameters, process-wide.  Written at start-up (and by mallopt
  * under the main arena's lock); read without a lock. */
@@ -131,7 +147,7 @@ typedef struct ptm_params {
     size_t tcache_count; /* chunks per thread-cache bin; 0: no thread cache */
     int perturb;         /* 0: off; else fill allocations with ~byte, freed memory with byte */
     size_t purge_delay;  /* ms between purges of free pages inside heaps; 0: never */
-    int check_action;    /* integrity-check level (PTM_CHECK / MALLOC_CHECK_) */
+    int check_action;    /* PTM_CHECK_* (PTM_CHECK / MALLOC_CHECK_) */
 } ptm_params_t;
 
 extern ptm_params_t ptm_params;
@@ -259,6 +275,10 @@ PTM_INLINE int ptm_purge_due(const ptm_arena_t *a) { return a->dirty > a->purge_
  * the new top, and the old top is retired behind fenceposts. */
 void ptm_segment_push(ptm_arena_t *a, char *base, char *end, size_t map_size, size_t committed);
 
+/* Publishes the extent of a's oldest segment (own_lo, own_n) if the newest
+ * segment is that one. */
+void ptm_publish_own(ptm_arena_t *a);
+
 /* ---- heap.c ---- */
 /* A new secondary arena in a fresh heap, its lock initialised, not linked
  * anywhere; NULL when the system has no memory. */
@@ -266,13 +286,30 @@ ptm_arena_t *ptm_heap_new_arena(void);
 /* Reserves a PTM_HEAP_MAX heap, aligned to its size, with its first
  * `commit` bytes read-write; NULL on failure. */
 char *ptm_heap_reserve(size_t commit);
+/* Gives back a mapped segment (a heap, or a region the main arena mapped). */
+void ptm_segment_unmap(ptm_segment_t *s);
+
+/* The heap a chunk of a secondary arena lies in. */
+PTM_INLINE ptm_segment_t *ptm_heap_of(const ptm_chunk_t *p)
+{
+    return (ptm_segment_t *)((uintptr_t)p & ~(PTM_HEAP_MAX - 1));
+}
 
 /* The arena of a chunk that is not mmapped. */
 PTM_INLINE ptm_arena_t *ptm_arena_of(const ptm_chunk_t *p)
 {
+    return ptm_non_main(p) ? ptm_heap_of(p)->arena : &ptm_main_arena;
+}
+
+/* ptm_arena_of for a chunk whose header may have been overwritten since it
+ * was checked: a NON_MAIN_ARENA bit outside a heap aborts. */
+PTM_INLINE ptm_arena_t *ptm_arena_of_checked(const ptm_chunk_t *p)
+{
     if (!ptm_non_main(p))
         return &ptm_main_arena;
-    return ((ptm_segment_t *)((uintptr_t)p & ~(PTM_HEAP_MAX - 1)))->arena;
+    if (ptm_unlikely(!ptm_owner_is_heap(ptm_heap_of(p))))
+        ptm_corrupt("free(): invalid pointer");
+    return ptm_heap_of(p)->arena;
 }
 
 /* ---- mmap_chunk.c ---- */
@@ -315,5 +352,15 @@ void ptm_fork_init(void);
 /* Verifies every invariant of the arena; returns how many chunks it looked
  * at, aborts with a message on the first inconsistency. */
 size_t ptm_check_arena(ptm_arena_t *a);
+
+/* Called with a's lock held after each operation on it: walks the arena when
+ * PTM_CHECK asks for it (or a debug build does). */
+PTM_INLINE void ptm_verify_arena(ptm_arena_t *a)
+{
+    if (ptm_unlikely(ptm_params.check_action >= PTM_CHECK_ARENA))
+        ptm_check_arena(a);
+    else
+        ptm_assert_expensive(ptm_check_arena(a) > 0);
+}
 
 #endif /* PTM_ARENA_H */

@@ -54,6 +54,15 @@ static size_t walk_segment(ptm_arena_t *a, ptm_segment_t *s, struct tally *free_
     int prev_free = 0;
     size_t n = 0;
     CHECK(((uintptr_t)end & PTM_ALIGN_MASK) == 0 && (char *)p < end, "bad segment bounds", s);
+    for (const char *pg = (const char *)s; pg < end; pg += (size_t)1 << PTM_OWNER_PAGE_SHIFT)
+        CHECK(ptm_owner_has(pg), "segment page missing from the ownership map", pg);
+    CHECK(ptm_owner_has(end - 1), "segment end missing from the ownership map", end);
+    CHECK(ptm_is_main(a) || ptm_owner_is_heap(s) == (s->map_size == PTM_HEAP_MAX),
+          "heap not marked in the ownership map", s);
+    if (s->next == NULL)
+        CHECK(a->own_lo == (uintptr_t)s + PTM_HDR &&
+                  a->own_n == (size_t)(end - (const char *)s - PTM_HDR) / PTM_ALIGNMENT,
+              "arena's published extent disagrees with its oldest segment", s);
     for (;;) {
         size_t size = ptm_csize(p);
         n++;

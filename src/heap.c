@@ -2,8 +2,9 @@
  * reservation aligned to its size, read-write only as far as its chunks
  * reach; its first bytes are a segment header, so the arena of any chunk in it
  * is one mask away (ptm_arena_of).  An arena's first heap also holds the
- * arena itself.  Growing, trimming and unmapping heaps is top.c's; this file
- * only makes them.  No lock: a new heap belongs to nobody yet. */
+ * arena itself.  Growing and trimming heaps is top.c's; this file makes
+ * them, and unmaps them and the main arena's mapped segments, keeping the
+ * ownership map (owner.h) in step.  No lock: a new heap belongs to nobody yet. */
 #include "config.h"
 
 #include <string.h>
@@ -11,17 +12,28 @@
 #include "arena.h"
 #include "debug.h"
 #include "os.h"
+#include "owner.h"
 
 char *ptm_heap_reserve(size_t commit)
 {
     void *h;
     if (ptm_os_reserve_aligned(PTM_HEAP_MAX, PTM_HEAP_MAX, &h) != 0)
         return NULL;
-    if (ptm_os_commit(h, commit) != 0) {
+    if (ptm_os_commit(h, commit) != 0 || ptm_owner_add(h, commit) != 0) {
         ptm_os_munmap(h, PTM_HEAP_MAX);
         return NULL;
     }
+    ptm_owner_set_heap(h, 1);
     return h;
+}
+
+void ptm_segment_unmap(ptm_segment_t *s)
+{
+    size_t len = s->map_size;
+    if (len == PTM_HEAP_MAX && s->arena != &ptm_main_arena)
+        ptm_owner_set_heap(s, 0);
+    ptm_owner_remove(s, len);
+    ptm_os_munmap(s, len);
 }
 
 ptm_arena_t *ptm_heap_new_arena(void)
@@ -50,5 +62,6 @@ ptm_arena_t *ptm_heap_new_arena(void)
     ptm_set_head(a->top, (commit - first_off) | PTM_PREV_INUSE | a->chunk_flag);
     a->system_mem = a->max_system_mem = commit;
     a->in_use = a->in_use_peak = first_off;
+    ptm_publish_own(a);
     return a;
 }

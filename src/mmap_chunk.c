@@ -11,6 +11,7 @@
 #include "debug.h"
 #include "error.h"
 #include "os.h"
+#include "owner.h"
 
 static void note_mapped(size_t len)
 {
@@ -48,6 +49,10 @@ void *ptm_mmap_chunk_alloc(size_t nb, size_t align)
     void *base;
     if (ptm_os_mmap(len, &base) != 0)
         return NULL;
+    if (ptm_owner_add_mapping(base, len) != 0) {
+        ptm_os_munmap(base, len);
+        return NULL;
+    }
     uintptr_t mem = ptm_align_up((uintptr_t)base + PTM_HDR, align);
     ptm_chunk_t *c = ptm_mem2chunk((void *)mem);
     size_t offset = (size_t)((char *)c - (char *)base);
@@ -57,13 +62,15 @@ void *ptm_mmap_chunk_alloc(size_t nb, size_t align)
     return (void *)mem;
 }
 
-/* The mapping of c; aborts if c's header cannot describe one. */
+/* The mapping of c; aborts if c's header cannot describe one of ptm's. */
 static char *mapping_of(ptm_chunk_t *c, size_t *len, const char *who)
 {
     size_t offset = c->prev_size;
     char *base = (char *)c - offset;
     *len = offset + ptm_csize(c);
-    if (ptm_unlikely((((uintptr_t)base | *len) & (ptm_os_page - 1)) != 0 || *len < offset))
+    if (ptm_unlikely((((uintptr_t)base | *len) & (ptm_os_page - 1)) != 0 || *len < offset ||
+                     (uintptr_t)base > (uintptr_t)c || !ptm_owner_is_mapping(base) ||
+                     !ptm_owner_has(base + *len - 1)))
         ptm_corrupt(who);
     return base;
 }
@@ -73,8 +80,32 @@ void ptm_mmap_chunk_free(ptm_chunk_t *c)
     size_t len;
     char *base = mapping_of(c, &len, "munmap_chunk(): invalid pointer");
     note_unmapped(len);
+    /* Out of the map first: once unmapped, the range may be someone's. */
+    ptm_owner_remove_mapping(base, len);
     if (ptm_unlikely(ptm_os_munmap(base, len) != 0))
         ptm_corrupt("munmap_chunk(): invalid pointer");
+}
+
+/* Moves the mapping [base, base + len) to a new place of new_len bytes,
+ * reserved and entered in the map first so that no step can fail after the
+ * move; NULL, with the mapping intact, when a step fails. */
+static char *move_mapping(char *base, size_t len, size_t new_len)
+{
+    void *to;
+    if (ptm_os_reserve_aligned(new_len, ptm_os_page, &to) != 0)
+        return NULL;
+    if (ptm_owner_add_mapping(to, new_len) != 0) {
+        ptm_os_munmap(to, new_len);
+        return NULL;
+    }
+    ptm_owner_remove_mapping(base, len);
+    if (ptm_os_mremap(base, len, new_len, to) != 0) {
+        ptm_owner_add_mapping(base, len); /* its leaves exist: cannot fail */
+        ptm_owner_remove_mapping(to, new_len);
+        ptm_os_munmap(to, new_len);
+        return NULL;
+    }
+    return to;
 }
 
 void *ptm_mmap_chunk_resize(ptm_chunk_t *c, size_t nb)
@@ -90,12 +121,23 @@ void *ptm_mmap_chunk_resize(ptm_chunk_t *c, size_t nb)
         return NULL;
     if (new_len == len)
         return ptm_chunk2mem(c);
-    void *nbase;
-    if (ptm_os_mremap(base, len, new_len, &nbase) != 0)
+    if (new_len < len) {
+        ptm_owner_remove(base + new_len, len - new_len);
+        if (ptm_os_mremap(base, len, new_len, NULL) != 0) {
+            ptm_owner_add(base + new_len, len - new_len); /* cannot fail, as above */
+            return NULL;
+        }
+    } else if (ptm_os_mremap(base, len, new_len, NULL) == 0) {
+        if (ptm_owner_add(base + len, new_len - len) != 0) {
+            ptm_os_mremap(base, new_len, len, NULL);
+            return NULL;
+        }
+    } else if ((base = move_mapping(base, len, new_len)) == NULL) {
         return NULL;
+    }
     note_unmapped(len);
     note_mapped(new_len);
-    c = (ptm_chunk_t *)((char *)nbase + offset);
+    c = (ptm_chunk_t *)(base + offset);
     c->size = (new_len - offset) | PTM_IS_MMAPPED;
     return ptm_chunk2mem(c);
 }

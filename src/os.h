@@ -29,9 +29,11 @@ int ptm_os_mmap(size_t size, void **out);
 /* Unmaps [p, p + size); p and size page-aligned. */
 int ptm_os_munmap(void *p, size_t size);
 
-/* Resizes the mapping [old, old + old_size) to new_size bytes, moving it if
- * need be; *out gets the new address.  Sizes page-aligned. */
-int ptm_os_mremap(void *old, size_t old_size, size_t new_size, void **out);
+/* Resizes the mapping [old, old + old_size) to new_size bytes: in place when
+ * to is NULL (ENOMEM when the pages after it are taken), otherwise moved onto
+ * to, a mapping of at least new_size bytes that it replaces.  Sizes and
+ * addresses page-aligned. */
+int ptm_os_mremap(void *old, size_t old_size, size_t new_size, void *to);
 
 /* Tells the kernel the pages of [p, p + size) are free: their contents may be
  * dropped and read back as zero.  p and size page-aligned. */

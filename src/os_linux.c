@@ -75,17 +75,16 @@ int ptm_os_munmap(void *p, size_t size)
     return err;
 }
 
-int ptm_os_mremap(void *old, size_t old_size, size_t new_size, void **out)
+int ptm_os_mremap(void *old, size_t old_size, size_t new_size, void *to)
 {
     int saved = errno;
     if (PTM_FAULT(fault_after(&ptm_os_faults.mremap_fail_after)))
         return ENOMEM;
-    void *p = mremap(old, old_size, new_size, MREMAP_MAYMOVE);
+    void *p = to == NULL ? mremap(old, old_size, new_size, 0)
+                         : mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
     int err = p == MAP_FAILED ? errno : 0;
     errno = saved;
-    if (err == 0)
-        *out = p;
-    return err;
+    return err == EAGAIN ? ENOMEM : err;
 }
 
 int ptm_os_purge(void *p, size_t size)

@@ -34,6 +34,7 @@ static void thread_exit(void *arg)
     for (size_t i = 0; i < PTM_TCACHE_BINS; i++)
         tc->room[i] = 0;
     tc->state = PTM_THREAD_DEAD;
+    tc->own_n = 0;
     ptm_stats_thread_end(tc);
     ptm_arenas_detach(tc->arena);
     tc->arena = &ptm_main_arena;
@@ -59,9 +60,10 @@ void ptm_thread_init(ptm_tcache_t *tc)
     tc->state = PTM_THREAD_ACTIVE;
     tc->arena = ptm_arenas_attach();
     size_t count = ptm_params.tcache_count;
-    /* Perturbing fills blocks in the slow paths only: no cache then.  Nor
-     * under memcheck, whose hooks are in the slow paths too (track.h). */
-    if (ptm_params.perturb != 0)
+    /* Perturbing fills blocks in the slow paths only, and PTM_CHECK=3
+     * checks there: no cache then.  Nor under memcheck, whose hooks are in
+     * the slow paths too (track.h). */
+    if (ptm_params.perturb != 0 || ptm_params.check_action >= PTM_CHECK_FULL)
         count = 0;
     if (PTM_TRACK_MEMCHECK()) {
         __atomic_store_n(&ptm_track_memcheck, 1, __ATOMIC_RELAXED);
@@ -70,8 +72,17 @@ void ptm_thread_init(ptm_tcache_t *tc)
     tc->max_count = (uint16_t)(count > PTM_TCACHE_COUNT_LIMIT ? PTM_TCACHE_COUNT_LIMIT : count);
     for (size_t i = 2; i < PTM_TCACHE_BINS; i++)
         tc->room[i] = tc->max_count;
+    tc->key = ptm_tcache_key;
+    ptm_tcache_own_refresh(tc);
     ptm_stats_thread_start(tc);
     register_exit(tc);
+}
+
+void ptm_tcache_own_refresh(ptm_tcache_t *tc)
+{
+    const ptm_arena_t *a = tc->arena;
+    tc->own_lo = __atomic_load_n(&a->own_lo, __ATOMIC_RELAXED);
+    tc->own_n = __atomic_load_n(&a->own_n, __ATOMIC_RELAXED);
 }
 
 void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem)
@@ -96,18 +107,22 @@ static void free_list(void *e, size_t n)
         void *next = ptm_tcache_mangle(e, w[0]);
         w[1] = NULL;
         ptm_chunk_t *p = ptm_mem2chunk(e);
-        ptm_arena_t *a = ptm_arena_of(p);
+        ptm_arena_t *a = ptm_arena_of_checked(p);
         if (a != locked) {
-            if (locked != NULL)
+            if (locked != NULL) {
+                ptm_verify_arena(locked);
                 ptm_unlock(&locked->lock);
+            }
             ptm_lock(&a->lock);
             locked = a;
         }
         ptm_arena_free(a, p);
         e = next;
     }
-    if (locked != NULL)
+    if (locked != NULL) {
+        ptm_verify_arena(locked);
         ptm_unlock(&locked->lock);
+    }
 }
 
 void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)

@@ -45,6 +45,10 @@ typedef struct ptm_tcache {
     uint16_t max_count;     /* 0 until set up, and once the thread is exiting */
     uint8_t state;          /* PTM_THREAD_* */
     struct ptm_arena *arena; /* where this thread allocates */
+    /* Copies of arena->own_lo and own_n (arena.h), refreshed in the slow
+     * paths; 0 until the thread is set up, so every free goes slow. */
+    uintptr_t own_lo, own_n;
+    uintptr_t key; /* ptm_tcache_key, once set up */
     ptm_thread_stats_t stats; /* not yet folded into an arena */
     struct ptm_tcache *next, *prev; /* live threads (stats.c) */
 } ptm_tcache_t;
@@ -63,6 +67,16 @@ PTM_INLINE size_t ptm_tcache_index(size_t n)
 {
     size_t i = (n + PTM_WORD + PTM_ALIGN_MASK) >> 4;
     return i < 2 ? 2 : i;
+}
+
+/* mem is 16-aligned and its chunk lies in the oldest segment of the thread's
+ * arena (as the cache last saw it): one subtraction, rotation and compare,
+ * the rotation moving misaligned low bits to the top. */
+PTM_INLINE int ptm_tcache_owns(const ptm_tcache_t *tc, const void *mem)
+{
+    uintptr_t off = (uintptr_t)mem - tc->own_lo;
+    off = (off >> 4) | (off << (sizeof off * 8 - 4));
+    return off < tc->own_n;
 }
 
 PTM_INLINE void *ptm_tcache_mangle(const void *slot, const void *next)
@@ -94,6 +108,8 @@ PTM_INLINE void ptm_tcache_push(ptm_tcache_t *tc, size_t i, void *mem, uintptr_t
 /* ---- tcache.c ---- */
 /* Sets up the calling thread: arena, cache size, exit handler. */
 void ptm_thread_init(ptm_tcache_t *tc);
+/* Copies the extent of the arena's oldest segment into the cache. */
+void ptm_tcache_own_refresh(ptm_tcache_t *tc);
 /* mem carries the cache key: aborts if it is really in the cache (a double
  * free), returns if the key was the user's data. */
 void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem);

@@ -16,6 +16,7 @@
 #include "debug.h"
 #include "error.h"
 #include "os.h"
+#include "owner.h"
 
 /* What a new segment costs besides its chunks: its header, the fenceposts it
  * will end with, and alignment slack. */
@@ -53,6 +54,17 @@ static void retire_top(ptm_arena_t *a, ptm_segment_t *s, ptm_chunk_t *old_top)
     ptm_merge_free(a, old_top, rest);
 }
 
+void ptm_publish_own(ptm_arena_t *a)
+{
+    ptm_segment_t *s = a->segments;
+    if (s->next != NULL)
+        return;
+    uintptr_t base = (uintptr_t)s;
+    __atomic_store_n(&a->own_lo, base + PTM_HDR, __ATOMIC_RELAXED);
+    __atomic_store_n(&a->own_n, ((uintptr_t)s->end - base - PTM_HDR) / PTM_ALIGNMENT,
+                     __ATOMIC_RELAXED);
+}
+
 void ptm_segment_push(ptm_arena_t *a, char *base, char *end, size_t map_size, size_t committed)
 {
     ptm_segment_t *s = (ptm_segment_t *)base;
@@ -74,6 +86,7 @@ void ptm_segment_push(ptm_arena_t *a, char *base, char *end, size_t map_size, si
     a->top = top;
     if (old_top != &ptm_empty_top)
         retire_top(a, old, old_top);
+    ptm_publish_own(a);
 }
 
 static void grew(ptm_arena_t *a, size_t bytes)
@@ -88,6 +101,7 @@ static void set_top_end(ptm_arena_t *a, char *end)
 {
     a->segments->end = end;
     ptm_set_head(a->top, (size_t)(end - (char *)a->top) | PTM_PREV_INUSE | a->chunk_flag);
+    ptm_publish_own(a);
 }
 
 /* Grows top within its mapped segment, committing pages as needed; 0 or
@@ -105,7 +119,8 @@ static int grow_in_mapping(ptm_arena_t *a, size_t need, size_t want)
     if (new_off > s->map_size)
         new_off = s->map_size;
     if (new_off > s->committed) {
-        if (ptm_os_commit(base + s->committed, new_off - s->committed) != 0)
+        if (ptm_os_commit(base + s->committed, new_off - s->committed) != 0 ||
+            ptm_owner_add(base + s->committed, new_off - s->committed) != 0)
             return ENOMEM;
         s->committed = new_off;
     }
@@ -140,6 +155,10 @@ static int grow_brk(ptm_arena_t *a, size_t want)
     void *brk;
     if (incr == 0 || incr > (size_t)PTRDIFF_MAX || ptm_os_sbrk((intptr_t)incr, &brk) != 0)
         return ENOMEM;
+    if (ptm_owner_add(brk, incr) != 0) {
+        ptm_os_sbrk(-(intptr_t)incr, &brk);
+        return ENOMEM;
+    }
     if (extend && (char *)brk < a->brk_end)
         ptm_corrupt("break adjusted to free malloc space");
     grew(a, incr);
@@ -153,7 +172,13 @@ static int grow_brk(ptm_arena_t *a, size_t want)
     size_t fresh = page_align(want + SEGMENT_OVERHEAD);
     if (incr < fresh) {
         void *more;
-        if (ptm_os_sbrk((intptr_t)(fresh - incr), &more) != 0 || (char *)more != (char *)brk + incr) {
+        int got = ptm_os_sbrk((intptr_t)(fresh - incr), &more) == 0;
+        if (got && (char *)more == (char *)brk + incr && ptm_owner_add(more, fresh - incr) != 0) {
+            void *back;
+            ptm_os_sbrk(-(intptr_t)(fresh - incr), &back);
+            got = 0;
+        }
+        if (!got || (char *)more != (char *)brk + incr) {
             /* Keep the little we got as a segment anyway if it can hold one. */
             if (incr >= SEGMENT_OVERHEAD + PTM_MIN_CHUNK)
                 push_brk_segment(a, brk, incr);
@@ -179,6 +204,10 @@ static int grow_new_mapping(ptm_arena_t *a, size_t want)
         void *m;
         if (ptm_os_mmap(len, &m) != 0)
             return ENOMEM;
+        if (ptm_owner_add(m, len) != 0) {
+            ptm_os_munmap(m, len);
+            return ENOMEM;
+        }
         grew(a, len);
         ptm_segment_push(a, m, (char *)m + len, len, len);
         return 0;
@@ -242,7 +271,7 @@ static int drop_empty_segment(ptm_arena_t *a)
     a->system_mem -= span;
     a->stats.trims++;
     a->stats.trimmed_bytes += span;
-    ptm_os_munmap(s, s->map_size);
+    ptm_segment_unmap(s);
     return 1;
 }
 
@@ -280,8 +309,11 @@ int ptm_systrim(ptm_arena_t *a, size_t pad)
     void *cur;
     if (ptm_os_sbrk(0, &cur) != 0 || (char *)cur != a->brk_end)
         return released;
-    if (ptm_os_sbrk(-(intptr_t)extra, &cur) != 0)
+    ptm_owner_remove(a->brk_end - extra, extra);
+    if (ptm_os_sbrk(-(intptr_t)extra, &cur) != 0) {
+        ptm_owner_add(a->brk_end - extra, extra); /* leaves exist: cannot fail */
         return released;
+    }
     a->brk_end -= extra;
     a->system_mem -= extra;
     a->stats.trims++;

@@ -472,3 +472,95 @@ Test(heap, purging_off_keeps_free_pages)
     double r = scattered_free_rss_ratio();
     cr_assert_gt(r, 0.9, "with purging off, RSS fell to %.0f%%", r * 100);
 }
+
+/* ---- the ownership map (owner.h) follows every mapping ---- */
+
+/* Pages of [p, p + len) ptm's map calls its own. */
+static size_t owned_pages(const char *p, size_t len)
+{
+    size_t n = 0;
+    for (size_t off = 0; off < len; off += 4096)
+        n += (size_t)ptm_owner_has(p + off);
+    return n;
+}
+
+Test(heap, ownership_map_follows_mapped_chunks)
+{
+    const size_t mib = 1 << 20;
+    char *p = malloc(mib);
+    cr_assert_not_null(p);
+    cr_assert(ptm_owner_is_mapping(p - 16), "a mapped chunk's start is not marked");
+    cr_assert_eq(owned_pages(p - 16, mib + 4096), (mib + 4096) / 4096);
+    memset(p, 0x5a, mib);
+
+    /* Growth: in place or moved, the new extent is marked and a moved-from
+     * one is not. */
+    char *q = realloc(p, 16 * mib);
+    cr_assert_not_null(q);
+    cr_assert_eq(q[mib - 1], 0x5a);
+    cr_assert_eq(owned_pages(q - 16, 16 * mib), 16 * mib / 4096);
+    cr_assert(ptm_owner_is_mapping(q - 16));
+    if (q != p) {
+        cr_assert(!ptm_owner_is_mapping(p - 16), "the old place is still marked as a mapping");
+        cr_assert_eq(owned_pages(p - 16, mib), 0, "the old place is still marked");
+    }
+
+    /* Shrinking unmarks the tail. */
+    char *r = realloc(q, 2 * mib);
+    cr_assert_eq(r, q);
+    cr_assert_eq(owned_pages(r - 16 + 3 * mib, 8 * mib), 0, "a shrunk mapping's tail is still marked");
+    cr_assert_gt(ptm_heap_check(), 0);
+
+    free(r);
+    cr_assert_eq(owned_pages(r - 16, 2 * mib), 0, "an unmapped chunk is still marked");
+    cr_assert(!ptm_owner_is_mapping(r - 16));
+}
+
+Test(heap, ownership_map_follows_brk_and_trim)
+{
+    void *brk0 = sbrk(0);
+    enum { N = 64 };
+    char *b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = malloc(64 * 1024 - 64); /* below the mmap threshold: brk */
+        cr_assert_not_null(b[i]);
+        cr_assert(ptm_owner_has(b[i]) && ptm_owner_has(b[i] + 64 * 1024 - 65));
+    }
+    char *peak = sbrk(0);
+    cr_assert_gt(peak, (char *)brk0);
+    cr_assert(ptm_owner_has(peak - 1), "the last page of the break is not marked");
+    for (int i = N - 1; i >= 0; i--)
+        free(b[i]);
+    malloc_trim(0);
+    char *end = sbrk(0);
+    cr_assert_lt(end, peak, "the break did not move down");
+    char *first_gone = (char *)(((uintptr_t)end + 4095) & ~(uintptr_t)4095);
+    cr_assert_eq(owned_pages(first_gone, (size_t)(peak - first_gone)), 0,
+                 "pages given back with sbrk are still marked");
+    cr_assert_gt(ptm_heap_check(), 0);
+}
+
+/* The chunk of block mem, out of the compiler's sight (it would take the
+ * header for an access before malloc's object). */
+__attribute__((noinline)) static ptm_chunk_t *chunk_of(void *mem) { return ptm_mem2chunk(mem); }
+
+static void *heap_of_a_thread(void *arg)
+{
+    (void)arg;
+    char *p = malloc(100);
+    cr_assert(ptm_owner_has(p));
+    cr_assert(ptm_non_main(chunk_of(p)), "a second thread allocated from the main arena");
+    cr_assert(ptm_owner_is_heap(ptm_heap_of(chunk_of(p))), "the thread's heap is not marked");
+    return p;
+}
+
+Test(heap, ownership_map_marks_heaps)
+{
+    pthread_t t;
+    void *p;
+    cr_assert_eq(pthread_create(&t, NULL, heap_of_a_thread, NULL), 0);
+    cr_assert_eq(pthread_join(t, &p), 0);
+    /* Freed here, by a thread whose arena it is not: the slow path's check. */
+    free(p);
+    cr_assert_gt(ptm_heap_check(), 0);
+}

@@ -290,7 +290,7 @@ Test(options, defaults_are_the_tables_and_the_allocators)
     cr_assert_eq(num(&r, "tcache_count"), PTM_TCACHE_DEFAULT_COUNT);
     cr_assert_eq(num(&r, "tcache_max"), PTM_TCACHE_DEFAULT_COUNT);
     cr_assert_eq(num(&r, "perturb"), 0);
-    cr_assert_eq(num(&r, "check_action"), 0);
+    cr_assert_eq(num(&r, "check_action"), PTM_CHECK_CHEAP);
     cr_assert_eq(num(&r, "verbose"), 0);
     cr_assert_eq(num(&r, "purge_delay"), PTM_DEFAULT_PURGE_DELAY);
 
@@ -488,8 +488,8 @@ Test(options, tcache_count_sizes_and_disables_the_thread_cache)
     cr_assert_eq(n, 2);
 }
 
-/* perturb's and check's effects come with later work; their values must
- * reach ptm_params. */
+/* perturb's and check's values reach ptm_params (their effects are tested
+ * in test_heap and test_misuse). */
 Test(options, perturb_and_check_reach_the_allocator)
 {
     struct run r;
@@ -610,7 +610,8 @@ Test(options, bad_values_warn_once_and_keep_the_default)
          "tcache_max", PTM_TCACHE_DEFAULT_COUNT},
         {"MALLOC_PERTURB_=256", "MALLOC_PERTURB_=256: expected an integer from 0 to 255", "perturb",
          0},
-        {"MALLOC_CHECK_=4", "MALLOC_CHECK_=4: expected an integer from 0 to 3", "check_action", 0},
+        {"MALLOC_CHECK_=4", "MALLOC_CHECK_=4: expected an integer from 0 to 3", "check_action",
+         PTM_CHECK_CHEAP},
         {"PTM_VERBOSE=yes", "PTM_VERBOSE=yes: expected 0 or 1", "verbose", 0},
         {"PTM_VERBOSE=0x1", "PTM_VERBOSE=0x1: expected 0 or 1", "verbose", 0},
         {"GLIBC_TUNABLES=glibc.malloc.perturb=300",
@@ -792,7 +793,7 @@ Test(options, mallopt_refuses_what_it_cannot_do_and_changes_nothing)
     cr_assert_eq(num(&r, "max_fast"), PTM_DEFAULT_MAX_FAST);
     cr_assert_eq(num(&r, "mmap_max"), PTM_DEFAULT_MMAP_MAX);
     cr_assert_eq(num(&r, "perturb"), 0);
-    cr_assert_eq(num(&r, "check_action"), 0);
+    cr_assert_eq(num(&r, "check_action"), PTM_CHECK_CHEAP);
     cr_assert_eq(num(&r, "no_dyn_threshold"), 0);
     cr_assert(strstr(r.out, "mallopt\n") == NULL, "a refused mallopt shows in the report:\n%s",
               r.out);
