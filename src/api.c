@@ -40,23 +40,6 @@ PTM_INLINE ptm_tcache_t *thread_cache(void)
 
 /* ---- memory-checker hooks (track.h) ---- */
 
-/* Starts a run of ptm's own work on chunk memory: returns whether it told
- * memcheck, for track_end, so that the two pair up even if another thread
- * turns tracking on meanwhile. */
-PTM_INLINE int track_begin(void)
-{
-    int on = ptm_unlikely(PTM_TRACK_ON());
-    if (on)
-        PTM_TRACK_INTERNAL_BEGIN();
-    return on;
-}
-
-PTM_INLINE void track_end(int on)
-{
-    if (on)
-        PTM_TRACK_INTERNAL_END();
-}
-
 /* The chunk of a block the program hands back, checked to be ptm's before
  * anything is read from it: aborts with who's message if mem is misaligned,
  * its header is not on a page of ptm's (owner.h), or it claims a heap that
@@ -87,17 +70,24 @@ PTM_INLINE size_t chunk_usable(const ptm_chunk_t *p)
 }
 
 /* The program's block mem now holds n bytes: the usable bytes past them
- * become no-access, so that an overrun into them is reported; chunk p's size
- * word and its successor's become defined: free and malloc_usable_size read
- * them outside ptm's internal runs, and either may lie where a freed
- * (no-access) block was. */
+ * and the headers around them become no-access, so that an overrun into
+ * them, or a read of a header, is reported.  ptm reads headers only inside
+ * its internal runs (ptm_track_begin). */
 static void track_tail(void *mem, size_t n)
 {
     ptm_chunk_t *p = ptm_mem2chunk(mem);
-    PTM_TRACK_DEFINED(&p->size, sizeof p->size);
-    PTM_TRACK_NOACCESS((char *)mem + n, chunk_usable(p) - n);
-    if (!ptm_is_mmapped(p))
-        PTM_TRACK_DEFINED(&ptm_next_chunk(p)->size, sizeof p->size);
+    PTM_TRACK_INTERNAL_BEGIN();
+    size_t usable = chunk_usable(p);
+    int mapped = ptm_is_mmapped(p);
+    PTM_TRACK_INTERNAL_END();
+    /* A mapped chunk's prev_size is its own (its offset in the mapping);
+     * another chunk's belongs to the block before it. */
+    if (mapped)
+        PTM_TRACK_NOACCESS(p, PTM_HDR);
+    else
+        PTM_TRACK_NOACCESS(&p->size, sizeof p->size);
+    /* Past the usable bytes: the successor's size word, if any. */
+    PTM_TRACK_NOACCESS((char *)mem + n, usable - n + (mapped ? 0 : sizeof p->size));
 }
 
 /* m, of n bytes, is handed to the program. */
@@ -161,7 +151,7 @@ static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
     size_t nb = ptm_request2size(n);
     ptm_arena_t *a;
     void *m;
-    int track = track_begin();
+    int track = ptm_track_begin();
     if (nb <= PTM_TCACHE_MAX_SIZE && tc->max_count != 0)
         WITH_ARENA(tc, a, m, ptm_tcache_refill(tc, a, nb));
     else
@@ -169,7 +159,7 @@ static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
     /* With perturbing on there is no thread cache: every block comes here. */
     if (m != NULL && ptm_unlikely(ptm_params.perturb != 0))
         memset(m, ptm_params.perturb ^ 0xff, n);
-    track_end(track);
+    ptm_track_end(track);
     if (m == NULL)
         return fail_enomem();
     if (track)
@@ -308,10 +298,11 @@ PTM_EXPORT void cfree(void *mem)
  * not pass for one. */
 static size_t usable_size(void *mem, const char *who)
 {
+    int track = ptm_track_begin();
     ptm_chunk_t *p = owned_chunk(mem, who);
-    if (ptm_is_mmapped(p))
-        return ptm_csize(p) - PTM_HDR;
-    return ptm_inuse(p) ? ptm_csize(p) - PTM_WORD : 0;
+    size_t n = ptm_is_mmapped(p) ? ptm_csize(p) - PTM_HDR : ptm_inuse(p) ? ptm_csize(p) - PTM_WORD : 0;
+    ptm_track_end(track);
+    return n;
 }
 
 PTM_EXPORT void free_sized(void *mem, size_t size)
@@ -390,11 +381,11 @@ PTM_EXPORT void *calloc(size_t n, size_t size)
     size_t nb = ptm_request2size(bytes), clear = 0;
     ptm_arena_t *a;
     void *m;
-    int track = track_begin();
+    int track = ptm_track_begin();
     WITH_ARENA(tc, a, m, calloc_arena(a, nb, &clear));
     if (m != NULL)
         memset(m, 0, clear);
-    track_end(track);
+    ptm_track_end(track);
     if (m == NULL)
         return fail_enomem();
     if (track)
@@ -408,9 +399,9 @@ PTM_EXPORT void *calloc(size_t n, size_t size)
  * no-access (past the size the program asked for), and that is ptm's access. */
 static void copy_block(void *to, const void *from, size_t n)
 {
-    int track = track_begin();
+    int track = ptm_track_begin();
     memcpy(to, from, n);
-    track_end(track);
+    ptm_track_end(track);
 }
 
 /* Moves a mapped chunk to a new block of n bytes. */
@@ -433,9 +424,9 @@ static void *realloc_mapped(ptm_chunk_t *p, size_t n, size_t nb)
      * rather than keep a mapping of its own. */
     if (nb < ptm_params.mmap_threshold / 2)
         return move_mapped(p, n);
-    int track = track_begin();
+    int track = ptm_track_begin();
     void *m = ptm_mmap_chunk_resize(p, nb);
-    track_end(track);
+    ptm_track_end(track);
     if (m != NULL) {
         if (track && m != ptm_chunk2mem(p))
             track_move(ptm_chunk2mem(p), m, n);
@@ -466,12 +457,12 @@ static void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb)
     }
     void *mem = ptm_chunk2mem(p);
     ptm_arena_t *a = ptm_arena_of_checked(p);
-    int track = track_begin();
+    int track = ptm_track_begin();
     ptm_lock(&a->lock);
     void *m = ptm_arena_realloc(a, p, nb);
     ptm_verify_arena(a);
     ptm_unlock(&a->lock);
-    track_end(track);
+    ptm_track_end(track);
     if (m != NULL) {
         if (track && m != mem)
             track_move(mem, m, n);
@@ -485,6 +476,29 @@ static void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb)
     return m;
 }
 
+static void *realloc_chunk(ptm_chunk_t *p, size_t n)
+{
+    size_t nb = ptm_request2size(n);
+    return ptm_is_mmapped(p) ? realloc_mapped(p, n, nb) : realloc_heap(p, n, nb);
+}
+
+/* realloc under memcheck, reading headers inside an internal run.  The
+ * block keeps its registration when it stays in place. */
+static PTM_NOINLINE void *realloc_tracked(void *mem, size_t n)
+{
+    PTM_TRACK_INTERNAL_BEGIN();
+    ptm_chunk_t *p = owned_chunk(mem, "realloc(): invalid pointer");
+    void *m = NULL;
+    if (n <= PTM_MAX_REQUEST) {
+        size_t old = track_size(mem);
+        m = realloc_chunk(p, n);
+        if (m == mem)
+            track_resize(mem, old, n);
+    }
+    PTM_TRACK_INTERNAL_END();
+    return m != NULL ? m : fail_enomem();
+}
+
 PTM_EXPORT void *realloc(void *mem, size_t n)
 {
     ptm_tcache.stats.realloc_calls++;
@@ -494,17 +508,13 @@ PTM_EXPORT void *realloc(void *mem, size_t n)
         free_impl(&ptm_tcache, mem);
         return NULL;
     }
+    if (ptm_unlikely(PTM_TRACK_ON()))
+        return realloc_tracked(mem, n);
     ptm_chunk_t *p = owned_chunk_fast(&ptm_tcache, mem, "realloc(): invalid pointer");
     if (ptm_unlikely(n > PTM_MAX_REQUEST))
         return fail_enomem();
-    size_t nb = ptm_request2size(n);
-    size_t old = ptm_unlikely(PTM_TRACK_ON()) ? track_size(mem) : 0;
-    void *m = ptm_is_mmapped(p) ? realloc_mapped(p, n, nb) : realloc_heap(p, n, nb);
-    if (m == NULL)
-        return fail_enomem();
-    if (ptm_unlikely(PTM_TRACK_ON()) && m == mem)
-        track_resize(mem, old, n);
-    return m;
+    void *m = realloc_chunk(p, n);
+    return m != NULL ? m : fail_enomem();
 }
 
 PTM_EXPORT void *reallocarray(void *mem, size_t n, size_t size)
@@ -533,14 +543,14 @@ static void *aligned_alloc_impl(size_t align, size_t n)
     ptm_tcache_t *tc = thread_cache();
     size_t nb = ptm_request2size(n);
     void *m = NULL;
-    int track = track_begin();
+    int track = ptm_track_begin();
     if (nb >= ptm_params.mmap_threshold)
         m = ptm_mmap_chunk_alloc(nb, align);
     if (m == NULL) {
         ptm_arena_t *a;
         WITH_ARENA(tc, a, m, ptm_arena_memalign(a, align, nb));
     }
-    track_end(track);
+    ptm_track_end(track);
     if (m == NULL)
         return fail_enomem();
     if (track)
@@ -593,14 +603,14 @@ PTM_EXPORT const char *ptm_version(void) { return "ptm " PACKAGE_VERSION; }
 PTM_EXPORT size_t ptm_heap_check(void)
 {
     ptm_ensure_init();
-    int track = track_begin();
+    int track = ptm_track_begin();
     size_t n = ptm_tcache_check(&ptm_tcache);
     for (ptm_arena_t *a = &ptm_main_arena; a != NULL; a = __atomic_load_n(&a->next, __ATOMIC_ACQUIRE)) {
         ptm_lock(&a->lock);
         n += ptm_check_arena(a);
         ptm_unlock(&a->lock);
     }
-    track_end(track);
+    ptm_track_end(track);
     return n;
 }
 

@@ -27,6 +27,7 @@
 #include "os.h"
 #include "ptm.h"
 #include "tcache.h"
+#include "track.h"
 
 /* ---- counters ---- */
 
@@ -143,6 +144,7 @@ static void snapshot_arena(ptm_arena_t *a, snapshot_t *s)
         s->busy = 1;
         return;
     }
+    int track = ptm_track_begin(); /* free chunks are no-access to memcheck */
     for (ptm_segment_t *g = a->segments; g != NULL; g = g->next) {
         uint64_t span = (uint64_t)(g->end - (char *)g);
         s->system += span;
@@ -171,6 +173,7 @@ static void snapshot_arena(ptm_arena_t *a, snapshot_t *s)
     s->peak = a->in_use_peak;
     s->max_system = a->max_system_mem;
     s->calls = a->stats;
+    ptm_track_end(track);
     ptm_unlock(&a->lock);
 
     /* Live threads of this arena: what they cache and have not folded. */
@@ -539,6 +542,7 @@ PTM_EXPORT int malloc_trim(size_t pad)
     FOR_EACH_ARENA(a)
     {
         ptm_lock(&a->lock);
+        int track = ptm_track_begin();
         if (a->segments != NULL) {
             ptm_consolidate(a);
             result |= ptm_systrim(a, pad);
@@ -550,6 +554,7 @@ PTM_EXPORT int malloc_trim(size_t pad)
             }
             a->dirty = 0;
         }
+        ptm_track_end(track);
         ptm_unlock(&a->lock);
     }
     return result;

@@ -73,7 +73,10 @@ void ptm_thread_init(ptm_tcache_t *tc)
     for (size_t i = 2; i < PTM_TCACHE_BINS; i++)
         tc->room[i] = tc->max_count;
     tc->key = ptm_tcache_key;
-    ptm_tcache_own_refresh(tc);
+    /* Without a cache every free goes slow anyway: it need not read a
+     * header first (under memcheck, headers are no-access). */
+    if (tc->max_count != 0)
+        ptm_tcache_own_refresh(tc);
     ptm_stats_thread_start(tc);
     register_exit(tc);
 }

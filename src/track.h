@@ -73,4 +73,21 @@ extern int ptm_track_memcheck;
 
 #endif /* PTM_VALGRIND */
 
+/* Starts a run of ptm's own work on chunk memory: returns whether it told
+ * memcheck, for ptm_track_end, so that the two pair up even if another
+ * thread turns tracking on meanwhile. */
+static inline __attribute__((always_inline)) int ptm_track_begin(void)
+{
+    int on = __builtin_expect(PTM_TRACK_ON(), 0);
+    if (on)
+        PTM_TRACK_INTERNAL_BEGIN();
+    return on;
+}
+
+static inline __attribute__((always_inline)) void ptm_track_end(int on)
+{
+    if (on)
+        PTM_TRACK_INTERNAL_END();
+}
+
 #endif /* PTM_TRACK_H */

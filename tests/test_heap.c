@@ -18,6 +18,16 @@
 #include "os.h"
 #include "ptm.h"
 
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define UNDER_VALGRIND() (RUNNING_ON_VALGRIND != 0)
+#else
+#define UNDER_VALGRIND() 0
+#endif
+/* make check-valgrind runs this file under memcheck, some 30 times slower:
+ * the long random runs are cut to a tenth there. */
+#define OPS(n) (UNDER_VALGRIND() ? (n) / 10 : (n))
+
 /* ---- a deterministic workload with a shadow of every block ---- */
 
 static uint64_t rng_state;
@@ -146,8 +156,8 @@ static void run_ops(long ops, long check_every)
 Test(heap, random_operations_keep_every_invariant, .timeout = 120)
 {
     rng_state = 0x9e3779b97f4a7c15ULL;
-    run_ops(400000, 500);
-    cr_log_info("random ops: 400000 operations, %zu heap checks, %zu chunks verified",
+    run_ops(OPS(400000), 500);
+    cr_log_info("random ops: %d operations, %zu heap checks, %zu chunks verified", OPS(400000),
                 checks_done, chunks_verified);
 }
 
@@ -158,7 +168,7 @@ Test(heap, random_operations_on_mmapped_segments, .timeout = 120)
     rng_state = 0x1234567887654321ULL;
     run_ops(2000, 100);
     ptm_os_faults.brk_fail = 1;
-    run_ops(150000, 500);
+    run_ops(OPS(150000), 500);
     cr_log_info("mmapped segments: %zu heap checks, %zu chunks verified", checks_done, chunks_verified);
 }
 
@@ -239,7 +249,9 @@ Test(heap, fastbins_merge_for_a_large_request)
         free(p[i]);
     check_heap();
     char *big = malloc(4000);
-    cr_assert(big >= lo && big <= hi, "large request %p not served from the merged fast chunks [%p, %p]",
+    /* It may start in free space just before them (without a thread cache,
+     * guard0 need not be their neighbour). */
+    cr_assert(big + 4000 > lo && big <= hi, "large request %p not served from the merged fast chunks [%p, %p]",
               (void *)big, (void *)lo, (void *)hi);
     check_heap();
     free(big);
@@ -461,6 +473,8 @@ static double scattered_free_rss_ratio(void)
 
 Test(heap, free_pages_inside_the_heap_go_back)
 {
+    if (UNDER_VALGRIND())
+        cr_skip_test("resident memory under valgrind is its own, not the program's");
     ptm_params.purge_delay = 5; /* ms: the test waits 20 */
     double r = scattered_free_rss_ratio();
     cr_assert_lt(r, 0.3, "RSS after freeing 90%% of the heap in holes is %.0f%% of before", r * 100);

@@ -93,14 +93,29 @@ Test(valgrind, leak_is_definitely_lost)
     cr_assert(rc == 3, "exit status %d, not valgrind's error code:\n%s", rc, out);
 }
 
-Test(valgrind, read_after_free_is_invalid_read)
+/* vg_prog MODE must make memcheck report an invalid read (what), placed by
+ * the two phrases where1 and where2, with summary as the error count. */
+static void expect_invalid_read(const char *mode, const char *what, const char *where1,
+                                const char *where2, const char *summary)
 {
     char *out;
-    run("bad", &out);
-    cr_assert(strstr(out, "Invalid read of size 1") != NULL,
-              "memcheck did not report the read after free:\n%s", out);
-    cr_assert(strstr(out, "inside a block of size") != NULL && strstr(out, "free'd") != NULL,
-              "the invalid read is not placed in a freed block:\n%s", out);
-    cr_assert(strstr(out, "ERROR SUMMARY: 2 errors from 2 contexts") != NULL,
-              "errors other than the leak and the read:\n%s", out);
+    int rc = run(mode, &out);
+    cr_assert(strstr(out, what) != NULL, "memcheck did not report the read:\n%s", out);
+    cr_assert(strstr(out, where1) != NULL && strstr(out, where2) != NULL,
+              "the invalid read is not placed as expected:\n%s", out);
+    cr_assert(strstr(out, summary) != NULL, "other errors than expected:\n%s", out);
+    cr_assert(rc == 3, "exit status %d, not valgrind's error code:\n%s", rc, out);
+}
+
+Test(valgrind, read_of_a_blocks_header_is_invalid_read)
+{
+    expect_invalid_read("header", "Invalid read of size 8", "8 bytes before a",
+                        "block of size 40 alloc'd", "ERROR SUMMARY: 1 errors from 1 contexts");
+}
+
+Test(valgrind, read_after_free_is_invalid_read)
+{
+    /* The other error is the leak. */
+    expect_invalid_read("bad", "Invalid read of size 1", "inside a block of size", "free'd",
+                        "ERROR SUMMARY: 2 errors from 2 contexts");
 }

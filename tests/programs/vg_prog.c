@@ -1,6 +1,7 @@
 /* vg_prog: a program for test_valgrind, linked statically with libptm.a and
  * run under memcheck.  "bad" leaks one block and reads one freed block;
- * "clean" does the same work correctly.  Both exercise the entry points that
+ * "clean" does the same work correctly; "header" reads the size word in
+ * front of a live block, which is ptm's, not the program's.  Both exercise the entry points that
  * carry ptm's memory-checker hooks (malloc, calloc, realloc in place and
  * moving, aligned allocation, mapped blocks, free_sized), so that any access
  * of ptm's own to its headers or free lists would show as an error. */
@@ -50,16 +51,42 @@ static int workout(void)
     char *s = malloc(24);
     strcpy(s, "free_sized");
     sum += s[0];
+    sum += (int)malloc_usable_size(s);
     free_sized(s, 24);
     for (int i = 0; i < 64; i++)
         free(keep[i]);
     return sum;
 }
 
+/* The statistics walk free chunks, which memcheck sees as no-access.  Run
+ * last: stdio's stale pointers into a freed FILE must not fall inside the
+ * block "bad" leaks. */
+static int statistics(void)
+{
+    void *hold[8];
+    for (int i = 0; i < 8; i++)
+        hold[i] = malloc(300);
+    for (int i = 0; i < 8; i += 2)
+        free(hold[i]);
+    struct mallinfo2 mi = mallinfo2();
+    FILE *null = fopen("/dev/null", "w");
+    malloc_info(0, null);
+    fclose(null);
+    malloc_trim(0);
+    for (int i = 1; i < 8; i += 2)
+        free(hold[i]);
+    return mi.fordblks > 0;
+}
+
 int main(int argc, char **argv)
 {
     int bad = argc > 1 && strcmp(argv[1], "bad") == 0;
     int sum = workout();
+    if (argc > 1 && strcmp(argv[1], "header") == 0) {
+        char *p = malloc(40);
+        sum += (int)((volatile size_t *)p)[-1]; /* invalid read */
+        free(p);
+    }
     if (bad) {
         leaked = malloc(4240); /* definitely lost: the one pointer is overwritten */
         leaked = NULL;
@@ -68,6 +95,7 @@ int main(int argc, char **argv)
         free(p);
         sum += ((volatile char *)p)[16]; /* invalid read */
     }
+    sum += statistics();
     printf("sum %d\n", sum);
     return 0;
 }
