@@ -283,16 +283,7 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
     if (size >= PTM_CONSOLIDATE_THRESHOLD) {
         if (a->have_fast)
             ptm_consolidate(a);
-        /* Trim when what top could give back (all but top_pad, which growth
-         * adds anyway) reaches the threshold: a top kept at the threshold
-         * would otherwise be trimmed and faulted in again on every cycle.  A
-         * mapped segment left entirely free goes back whatever the
-         * threshold says. */
-        ptm_segment_t *s = a->segments;
-        size_t top = ptm_csize(a->top);
-        if ((top > ptm_params.top_pad && top - ptm_params.top_pad >= ptm_params.trim_threshold) ||
-            (s->map_size != 0 && s->next != NULL && a->top == ptm_segment_first(s)))
-            ptm_systrim(a, ptm_params.top_pad);
+        ptm_maybe_trim(a);
     }
 }
 

@@ -113,6 +113,15 @@ typedef struct ptm_arena {
     size_t purge_limit;       /* purge once dirty exceeds it: max(4 MiB, in_use / 8) */
     unsigned purge_countdown; /* calls until the clock is read again while one is due */
     uint64_t last_purge_ms;
+    /* Top kept beyond top_pad when trimming: memory trimmed and asked for
+     * again within purge_delay ms raises it by what those trims gave back,
+     * so that a program cycling through a large amount does not fault it in
+     * again each time; once top has not grown for purge_delay ms, it falls
+     * back to 0 and top is trimmed (ptm_maybe_purge). */
+    size_t trim_hold;
+    size_t last_trimmed;      /* what the last trims of top gave back, in a burst */
+    uint64_t last_trim_ms;
+    uint64_t last_grow_ms;
     ptm_arena_stats_t stats;
     struct ptm_arena *next;      /* all arenas, main first (arenas.c) */
     struct ptm_arena *next_free; /* arenas no thread uses (arenas.c) */
@@ -269,7 +278,13 @@ size_t ptm_purge_free_pages(ptm_arena_t *a);
  * has passed: memory that stays free goes back, with a bounded number of
  * system calls per second. */
 void ptm_maybe_purge(ptm_arena_t *a);
-PTM_INLINE int ptm_purge_due(const ptm_arena_t *a) { return a->dirty > a->purge_limit; }
+PTM_INLINE int ptm_purge_due(const ptm_arena_t *a)
+{
+    return a->dirty > a->purge_limit || a->trim_hold != 0;
+}
+/* Trims top if it holds more than top_pad + trim_hold + trim_threshold, or
+ * its mapped segment is entirely free (after a free that merged into top). */
+void ptm_maybe_trim(ptm_arena_t *a);
 /* Makes [base, base + committed) a new segment of a (header at base, which
  * is 16-aligned), whose chunks end at end; it becomes the newest, its chunks
  * the new top, and the old top is retired behind fenceposts. */

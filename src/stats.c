@@ -545,6 +545,7 @@ PTM_EXPORT int malloc_trim(size_t pad)
         int track = ptm_track_begin();
         if (a->segments != NULL) {
             ptm_consolidate(a);
+            a->trim_hold = 0; /* asked for: no memory kept back */
             result |= ptm_systrim(a, pad);
             size_t purged = ptm_purge_free_pages(a);
             if (purged > 0) {

@@ -89,6 +89,21 @@ void ptm_segment_push(ptm_arena_t *a, char *base, char *end, size_t map_size, si
     ptm_publish_own(a);
 }
 
+/* Top grew: if a trim gave memory back less than purge_delay ago, it was
+ * needed after all, and trims keep more from now on. */
+static void note_growth(ptm_arena_t *a)
+{
+    if (ptm_params.purge_delay == 0 || ptm_params.no_dyn_threshold)
+        return;
+    uint64_t now = ptm_os_now_ms();
+    a->last_grow_ms = now;
+    if (a->last_trimmed == 0 || now - a->last_trim_ms >= ptm_params.purge_delay)
+        return;
+    size_t hold = a->trim_hold + a->last_trimmed;
+    a->trim_hold = hold < a->max_system_mem ? hold : a->max_system_mem;
+    a->last_trimmed = 0;
+}
+
 static void grew(ptm_arena_t *a, size_t bytes)
 {
     a->system_mem += bytes;
@@ -239,6 +254,7 @@ void *ptm_sysmalloc(ptm_arena_t *a, size_t nb)
         /* No arena memory: a mapping of its own is the last resort. */
         return nb < ptm_params.mmap_threshold ? ptm_mmap_chunk_alloc(nb, PTM_ALIGNMENT) : NULL;
     }
+    note_growth(a);
     ptm_chunk_t *top = a->top;
     size_t size = ptm_csize(top);
     ptm_assert_internal(size >= nb + PTM_MIN_CHUNK);
@@ -275,6 +291,36 @@ static int drop_empty_segment(ptm_arena_t *a)
     return 1;
 }
 
+/* Top gave back n bytes: they add up with the trims before them, if those
+ * were recent. */
+static void note_trim(ptm_arena_t *a, size_t n)
+{
+    a->system_mem -= n;
+    a->stats.trims++;
+    a->stats.trimmed_bytes += n;
+    if (ptm_params.purge_delay == 0)
+        return;
+    uint64_t now = ptm_os_now_ms();
+    if (now - a->last_trim_ms >= ptm_params.purge_delay)
+        a->last_trimmed = 0;
+    a->last_trimmed += n;
+    a->last_trim_ms = now;
+}
+
+void ptm_maybe_trim(ptm_arena_t *a)
+{
+    /* Trim when what top could give back (all but top_pad, which growth
+     * adds anyway, and the hold) reaches the threshold: a top kept at the
+     * threshold would otherwise be trimmed and faulted in again on every
+     * cycle.  A mapped segment left entirely free goes back whatever the
+     * threshold says. */
+    ptm_segment_t *s = a->segments;
+    size_t top = ptm_csize(a->top), keep = ptm_params.top_pad + a->trim_hold;
+    if ((top > keep && top - keep >= ptm_params.trim_threshold) ||
+        (s->map_size != 0 && s->next != NULL && a->top == ptm_segment_first(s)))
+        ptm_systrim(a, keep);
+}
+
 int ptm_systrim(ptm_arena_t *a, size_t pad)
 {
     int released = 0;
@@ -296,9 +342,7 @@ int ptm_systrim(ptm_arena_t *a, size_t pad)
         char *to = (char *)ptm_align_down((uintptr_t)s->end, ptm_os_page);
         if (to > from)
             ptm_os_purge(from, (size_t)(to - from));
-        a->system_mem -= extra;
-        a->stats.trims++;
-        a->stats.trimmed_bytes += extra;
+        note_trim(a, extra);
         set_top_end(a, new_end);
         return 1;
     }
@@ -315,9 +359,7 @@ int ptm_systrim(ptm_arena_t *a, size_t pad)
         return released;
     }
     a->brk_end -= extra;
-    a->system_mem -= extra;
-    a->stats.trims++;
-    a->stats.trimmed_bytes += extra;
+    note_trim(a, extra);
     set_top_end(a, s->end - extra);
     return 1;
 }
@@ -351,6 +393,13 @@ void ptm_maybe_purge(ptm_arena_t *a)
     if (ptm_params.purge_delay == 0 || !ptm_purge_due(a))
         return;
     uint64_t now = ptm_os_now_ms();
+    if (a->trim_hold != 0 && now - a->last_grow_ms >= ptm_params.purge_delay) {
+        /* Held memory stayed unused: let it go. */
+        a->trim_hold = 0;
+        ptm_maybe_trim(a);
+    }
+    if (a->dirty <= a->purge_limit)
+        return;
     if (now - a->last_purge_ms < ptm_params.purge_delay)
         return;
     a->last_purge_ms = now;

@@ -578,3 +578,59 @@ Test(heap, ownership_map_marks_heaps)
     free(p);
     cr_assert_gt(ptm_heap_check(), 0);
 }
+
+/* ---- trimming keeps back what a program keeps asking for ---- */
+
+/* Allocates n blocks of 60000 bytes (brk memory: above the thread cache,
+ * below the mmap threshold), writes them, frees them newest first: top
+ * grows by about 6 MiB, then is all free.  Returns the break at the peak. */
+static char *grow_and_free_top(void)
+{
+    enum { N = 100 };
+    static char *b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = malloc(60000);
+        cr_assert_not_null(b[i]);
+        memset(b[i], i, 60000);
+    }
+    char *peak = sbrk(0);
+    for (int i = N - 1; i >= 0; i--)
+        free(b[i]);
+    return peak;
+}
+
+Test(heap, memory_trimmed_and_needed_again_is_held_then_released)
+{
+    const size_t mib = 1 << 20;
+    ptm_params.purge_delay = 300; /* ms */
+    char *peak = grow_and_free_top();
+    cr_assert_lt((char *)sbrk(0) + 4 * mib, peak, "the first cycle's free top was not trimmed");
+    cr_assert_eq(ptm_main_arena.trim_hold, 0);
+
+    /* Needed again at once: from now on trimming keeps it. */
+    peak = grow_and_free_top();
+    cr_assert_geq(ptm_main_arena.trim_hold, 4 * mib, "hold %zu after a refault", ptm_main_arena.trim_hold);
+    cr_assert_gt((char *)sbrk(0) + mib, peak, "the held top was trimmed");
+    peak = grow_and_free_top();
+    cr_assert_gt((char *)sbrk(0) + mib, peak, "the held top was trimmed");
+    cr_assert_gt(ptm_heap_check(), 0);
+
+    /* Unused for longer than the delay: ordinary activity lets it go. */
+    usleep(400 * 1000);
+    for (int i = 0; i < 200; i++)
+        free(malloc(3000));
+    cr_assert_eq(ptm_main_arena.trim_hold, 0);
+    cr_assert_lt((char *)sbrk(0) + 4 * mib, peak, "the held top was not given back");
+    cr_assert_gt(ptm_heap_check(), 0);
+}
+
+Test(heap, an_explicit_trim_threshold_trims_as_glibc_does)
+{
+    mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+    ptm_params.purge_delay = 300;
+    for (int cycle = 0; cycle < 3; cycle++) {
+        char *peak = grow_and_free_top();
+        cr_assert_lt((char *)sbrk(0) + 4 * (1 << 20), peak, "cycle %d: free top not trimmed", cycle);
+    }
+    cr_assert_eq(ptm_main_arena.trim_hold, 0);
+}
