@@ -256,7 +256,7 @@ static PTM_NOINLINE void ptm_free_slow(void *mem)
                 }
             }
             if (tc->room[i] == 0)
-                ptm_tcache_flush_bin(tc, i, tc->max_count / 2);
+                ptm_tcache_flush_bin(tc, i, tc->cap[i] / 2u);
             ptm_tcache_push(tc, i, mem, ptm_tcache_key);
             return;
         }

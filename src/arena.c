@@ -17,7 +17,7 @@ ptm_params_t ptm_params = {
     .no_dyn_threshold = 0,
     .arena_max = 0,
     .arena_test = 8,
-    .tcache_count = PTM_TCACHE_DEFAULT_COUNT,
+    .tcache_count = PTM_TCACHE_AUTO,
     .purge_delay = PTM_DEFAULT_PURGE_DELAY,
     .check_action = PTM_CHECK_CHEAP,
 };

@@ -60,6 +60,9 @@ void ptm_thread_init(ptm_tcache_t *tc)
     tc->state = PTM_THREAD_ACTIVE;
     tc->arena = ptm_arenas_attach();
     size_t count = ptm_params.tcache_count;
+    int scaled = count == PTM_TCACHE_AUTO;
+    if (scaled)
+        count = PTM_TCACHE_DEFAULT_COUNT;
     /* Perturbing fills blocks in the slow paths only, and PTM_CHECK=3
      * checks there: no cache then.  Nor under memcheck, whose hooks are in
      * the slow paths too (track.h). */
@@ -70,8 +73,14 @@ void ptm_thread_init(ptm_tcache_t *tc)
         count = 0;
     }
     tc->max_count = (uint16_t)(count > PTM_TCACHE_COUNT_LIMIT ? PTM_TCACHE_COUNT_LIMIT : count);
-    for (size_t i = 2; i < PTM_TCACHE_BINS; i++)
-        tc->room[i] = tc->max_count;
+    for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
+        size_t cap = tc->max_count;
+        if (scaled) {
+            cap = tc->max_count * PTM_TCACHE_BIN_BYTES / (i << 4);
+            cap = cap > PTM_TCACHE_BIN_MAX ? PTM_TCACHE_BIN_MAX : cap < tc->max_count ? tc->max_count : cap;
+        }
+        tc->cap[i] = tc->room[i] = (uint16_t)cap;
+    }
     tc->key = ptm_tcache_key;
     /* Without a cache every free goes slow anyway: it need not read a
      * header first (under memcheck, headers are no-access). */
@@ -142,7 +151,7 @@ void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
         *(void **)last = ptm_tcache_mangle(last, NULL);
     else
         tc->heads[i] = NULL;
-    tc->room[i] = (uint16_t)(tc->max_count - keep);
+    tc->room[i] = (uint16_t)(tc->cap[i] - keep);
     free_list(e, count - keep);
 }
 
@@ -157,7 +166,7 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
     void *first = ptm_arena_malloc(a, nb);
     if (first == NULL)
         return NULL;
-    unsigned batch = tc->max_count / 4;
+    unsigned batch = tc->cap[nb >> 4] / 4u;
     for (unsigned k = 0; k < batch; k++) {
         void *m = ptm_arena_malloc(a, nb);
         if (m == NULL)

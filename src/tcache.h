@@ -3,7 +3,9 @@
  * cache is touched only by that thread.
  *
  * Bin i holds free chunks of size 16 * i (32 .. PTM_TCACHE_MAX_SIZE), up to
- * tcache_count of them, as a LIFO list threaded through their user memory:
+ * cap[i] of them (by default 16 of the largest chunks and more of smaller
+ * ones: PTM_TCACHE_BIN_BYTES per count, at most PTM_TCACHE_BIN_MAX), as a
+ * LIFO list threaded through their user memory:
  *
  *   mem -> +------------------------------------+
  *          | next, mangled: next ^ (mem >> 12)  |   safe-linking: a forged
@@ -12,7 +14,7 @@
  *
  * Cached chunks keep the look of chunks in use (their successor's P bit
  * stays set), so the arena never merges them.  room[i] is how many more
- * chunks bin i takes (max_count - its length): room[0] and room[1] stay 0 so
+ * chunks bin i takes (cap[i] - its length): room[0] and room[1] stay 0 so
  * that sizes below 32 never pass the fast free, and all stay 0 until the
  * thread is set up.
  *
@@ -34,6 +36,17 @@
 #define PTM_TCACHE_BINS (PTM_TCACHE_MAX_SIZE / 16 + 1)
 #define PTM_TCACHE_DEFAULT_COUNT 16
 #define PTM_TCACHE_COUNT_LIMIT 65535
+/* By default a bin may hold this many bytes of chunks per unit of the count
+ * (so 16 KiB), and never fewer than the count nor more than
+ * PTM_TCACHE_BIN_MAX chunks: a batch of small blocks freed together stays in
+ * the cache instead of going back to the arena, under its lock, half a bin
+ * at a time. */
+#define PTM_TCACHE_BIN_BYTES ((size_t)1024)
+/* tcache_count when nothing set it: PTM_TCACHE_DEFAULT_COUNT, scaled up for
+ * smaller chunks as above.  A count set explicitly applies to every bin, as
+ * glibc's tcache_count does. */
+#define PTM_TCACHE_AUTO ((size_t)PTM_TCACHE_COUNT_LIMIT + 1)
+#define PTM_TCACHE_BIN_MAX 128
 
 struct ptm_arena;
 
@@ -42,7 +55,8 @@ enum { PTM_THREAD_NEW = 0, PTM_THREAD_ACTIVE, PTM_THREAD_DEAD };
 typedef struct ptm_tcache {
     void *heads[PTM_TCACHE_BINS];
     uint16_t room[PTM_TCACHE_BINS];
-    uint16_t max_count;     /* 0 until set up, and once the thread is exiting */
+    uint16_t cap[PTM_TCACHE_BINS]; /* most chunks bin i holds */
+    uint16_t max_count;     /* tcache_count; 0 until set up, and once the thread is exiting */
     uint8_t state;          /* PTM_THREAD_* */
     struct ptm_arena *arena; /* where this thread allocates */
     /* Copies of arena->own_lo and own_n (arena.h), refreshed in the slow
@@ -55,7 +69,7 @@ typedef struct ptm_tcache {
 
 PTM_INLINE unsigned ptm_tcache_count(const ptm_tcache_t *tc, size_t i)
 {
-    return i < 2 ? 0u : (unsigned)(tc->max_count - tc->room[i]);
+    return i < 2 || tc->max_count == 0 ? 0u : (unsigned)(tc->cap[i] - tc->room[i]);
 }
 
 extern __thread ptm_tcache_t ptm_tcache __attribute__((tls_model("initial-exec")));

@@ -17,6 +17,7 @@
 #include "arena.h"
 #include "os.h"
 #include "ptm.h"
+#include "tcache.h"
 
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -244,9 +245,16 @@ Test(heap, fastbins_merge_for_a_large_request)
     for (int i = 0; i < N; i++)
         p[i] = malloc(100);
     void *guard1 = malloc(64);
-    char *lo = p[0], *hi = p[N - 1];
+    /* The cache hands out what it took from top in advance, in its own
+     * order: the run spans the lowest to the highest block. */
+    char *lo = p[0], *hi = p[0];
+    for (int i = 0; i < N; i++) {
+        lo = (char *)p[i] < lo ? p[i] : lo;
+        hi = (char *)p[i] > hi ? p[i] : hi;
+    }
     for (int i = 0; i < N; i++)
         free(p[i]);
+    ptm_tcache_flush_bin(&ptm_tcache, ptm_tcache_index(100), 0); /* into the fastbins */
     check_heap();
     char *big = malloc(4000);
     /* It may start in free space just before them (without a thread cache,

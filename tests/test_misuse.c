@@ -73,7 +73,7 @@ static void expect_abort_as(void (*misuse)(void), const char *expected, int exac
     if (exact) {
         char want[256];
         snprintf(want, sizeof want, "%s\n", expected);
-        cr_assert_str_eq(buf, want, "wrong message");
+        cr_assert_str_eq(buf, want, "wrong message: '%s'", buf);
     } else {
         cr_assert_eq(strncmp(buf, expected, strlen(expected)), 0, "wrong message: '%s'", buf);
     }
@@ -372,10 +372,12 @@ static void overflow_clears_prev_inuse(void) { free_after_header_overflow(2016 +
 static void top_size_corrupted(void)
 {
     no_thread_cache();
-    char *a = malloc(5000);
+    /* Larger than any free chunk, and not mapped: carved from top. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    char *a = malloc(300000);
     /* Overflow from the last block into top's size. */
-    *chunk_word(a, 5008 + 8) = (size_t)-1 & ~(size_t)15;
-    sink = malloc(100000);
+    *chunk_word(a, 300016 + 8) = (size_t)-1 & ~(size_t)15;
+    sink = malloc(400000);
 }
 
 static void free_sized_wrong(void)
