@@ -172,7 +172,7 @@ static void *arena_malloc(ptm_arena_t *a, size_t nb)
         ptm_chunk_t *v = a->fastbins[i];
         if (v != NULL) {
             ptm_chunk_t *next = ptm_fast_next(v);
-            if (ptm_unlikely(ptm_misaligned(ptm_chunk2mem(next))))
+            if (ptm_unlikely(ptm_chunk_misaligned(next)))
                 ptm_corrupt("malloc(): unaligned fastbin chunk detected");
             if (ptm_unlikely(ptm_fast_index(ptm_csize(v)) != i))
                 ptm_corrupt("malloc(): memory corruption (fast)");
@@ -241,7 +241,7 @@ void *ptm_arena_malloc(ptm_arena_t *a, size_t nb)
 void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
 {
     size_t size = ptm_csize(p);
-    if (ptm_unlikely((uintptr_t)p > (uintptr_t)-size || ptm_misaligned(ptm_chunk2mem(p))))
+    if (ptm_unlikely((uintptr_t)p > (uintptr_t)-size || ptm_chunk_misaligned(p)))
         ptm_corrupt("free(): invalid pointer");
     if (ptm_unlikely(size < PTM_MIN_CHUNK || (size & PTM_ALIGN_MASK) != 0))
         ptm_corrupt("free(): invalid size");
@@ -293,7 +293,7 @@ void ptm_fastbin_check_double_free(ptm_arena_t *a, unsigned i, const ptm_chunk_t
     for (ptm_chunk_t *c = a->fastbins[i]; c != NULL; c = ptm_fast_next(c)) {
         if (ptm_unlikely(c == p))
             ptm_corrupt("free(): double free detected in fastbin");
-        if (ptm_unlikely(ptm_misaligned(ptm_chunk2mem(c)) || ++n > limit))
+        if (ptm_unlikely(ptm_chunk_misaligned(c) || ++n > limit))
             ptm_corrupt("free(): corrupted fastbin");
     }
 }

@@ -135,7 +135,7 @@ void ptm_consolidate(ptm_arena_t *a)
         ptm_chunk_t *p = a->fastbins[i];
         a->fastbins[i] = NULL;
         while (p != NULL) {
-            if (ptm_unlikely(ptm_misaligned(ptm_chunk2mem(p))))
+            if (ptm_unlikely(ptm_chunk_misaligned(p)))
                 ptm_corrupt("malloc_consolidate(): unaligned fastbin chunk detected");
             size_t size = ptm_csize(p);
             if (ptm_unlikely(size < PTM_MIN_CHUNK || ptm_fast_index(size) != i))

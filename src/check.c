@@ -161,7 +161,7 @@ static size_t check_fastbins(ptm_arena_t *a, size_t limit)
         size_t count = 0;
         for (ptm_chunk_t *p = a->fastbins[i]; p != NULL; p = ptm_fast_next(p)) {
             CHECK(++count <= limit, "fastbin list does not end (cycle)", p);
-            CHECK(!ptm_misaligned(ptm_chunk2mem(p)), "misaligned fastbin chunk", p);
+            CHECK(!ptm_chunk_misaligned(p), "misaligned fastbin chunk", p);
             CHECK(segment_of(a, p) != NULL, "fastbin chunk lies outside the arena", p);
             CHECK(ptm_fast_index(ptm_csize(p)) == i, "chunk in the wrong fastbin", p);
             CHECK(ptm_inuse(p), "fastbin chunk not marked in use", p);

@@ -123,5 +123,10 @@ PTM_INLINE size_t ptm_usable(const ptm_chunk_t *c)
 }
 
 PTM_INLINE int ptm_misaligned(const void *p) { return ((uintptr_t)p & PTM_ALIGN_MASK) != 0; }
+/* Whether chunk c's user memory would be misaligned: PTM_HDR is a multiple
+ * of the alignment, so c itself is.  Computes no pointer, so c may be NULL
+ * (the end of a list) or garbage. */
+PTM_INLINE int ptm_chunk_misaligned(const ptm_chunk_t *c) { return ptm_misaligned(c); }
+_Static_assert(PTM_HDR % PTM_ALIGNMENT == 0, "ptm_chunk_misaligned relies on it");
 
 #endif /* PTM_CHUNK_H */

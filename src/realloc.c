@@ -27,7 +27,7 @@ static void *shrink_to(ptm_arena_t *a, ptm_chunk_t *p, size_t have, size_t nb)
 void *ptm_arena_realloc(ptm_arena_t *a, ptm_chunk_t *old, size_t nb)
 {
     size_t old_size = ptm_csize(old);
-    if (ptm_unlikely((uintptr_t)old > (uintptr_t)-old_size || ptm_misaligned(ptm_chunk2mem(old))))
+    if (ptm_unlikely((uintptr_t)old > (uintptr_t)-old_size || ptm_chunk_misaligned(old)))
         ptm_corrupt("realloc(): invalid pointer");
     if (ptm_unlikely(old_size < PTM_MIN_CHUNK || old_size >= a->system_mem))
         ptm_corrupt("realloc(): invalid old size");
