@@ -421,9 +421,16 @@ static void *move_mapped(ptm_chunk_t *p, size_t n)
 static void *realloc_mapped(ptm_chunk_t *p, size_t n, size_t nb)
 {
     /* A block that shrank well below the threshold goes back to the heap
-     * rather than keep a mapping of its own. */
-    if (nb < ptm_params.mmap_threshold / 2)
-        return move_mapped(p, n);
+     * rather than keep a mapping of its own; with no heap memory for it, a
+     * block that shrank stays where it is: shrinking does not fail. */
+    if (nb < ptm_params.mmap_threshold / 2) {
+        int saved = errno;
+        void *m = move_mapped(p, n);
+        if (m != NULL || ptm_csize(p) - PTM_HDR < n)
+            return m;
+        errno = saved;
+        return ptm_chunk2mem(p);
+    }
     int track = ptm_track_begin();
     void *m = ptm_mmap_chunk_resize(p, nb);
     ptm_track_end(track);

@@ -36,7 +36,8 @@ int ptm_os_munmap(void *p, size_t size);
 int ptm_os_mremap(void *old, size_t old_size, size_t new_size, void *to);
 
 /* Tells the kernel the pages of [p, p + size) are free: their contents may be
- * dropped and read back as zero.  p and size page-aligned. */
+ * dropped and read back as zero.  p and size page-aligned.  Fails (EINVAL)
+ * on locked pages (mlock, mlockall), which then keep their contents. */
 int ptm_os_purge(void *p, size_t size);
 
 /* Reserves size bytes of address space aligned to align (a power of two and a
@@ -68,11 +69,18 @@ void ptm_os_write(int fd, const void *buf, size_t len);
 
 #ifdef PTM_TESTING
 /* Fault injection for tests.  *_fail_after: -1 never fails; N >= 0 lets N more
- * calls succeed and fails every one after. */
+ * calls succeed and fails the ones after: all of them while fail_count is -1,
+ * else the next fail_count calls (one budget for both counters), after which
+ * that counter goes back to -1.  mmap_fail_after counts every call that maps
+ * memory or changes its protection: ptm_os_mmap, ptm_os_reserve_aligned,
+ * ptm_os_commit and ptm_os_guard.  purge_fail makes ptm_os_purge fail as
+ * madvise does on mlocked pages (EINVAL, contents kept). */
 struct ptm_os_faults {
     int brk_fail;
     long mmap_fail_after;
     long mremap_fail_after;
+    long fail_count;
+    int purge_fail;
 };
 extern struct ptm_os_faults ptm_os_faults;
 #endif

@@ -18,16 +18,19 @@
 size_t ptm_os_page = 4096;
 
 #ifdef PTM_TESTING
-struct ptm_os_faults ptm_os_faults = {0, -1, -1};
+struct ptm_os_faults ptm_os_faults = {0, -1, -1, -1, 0};
 
 static int fault_after(long *counter)
 {
     if (*counter < 0)
         return 0;
-    if (*counter == 0)
-        return 1;
-    (*counter)--;
-    return 0;
+    if (*counter > 0) {
+        (*counter)--;
+        return 0;
+    }
+    if (ptm_os_faults.fail_count > 0 && --ptm_os_faults.fail_count == 0)
+        *counter = -1;
+    return 1;
 }
 #define PTM_FAULT(cond) (cond)
 #else
@@ -90,6 +93,8 @@ int ptm_os_mremap(void *old, size_t old_size, size_t new_size, void *to)
 int ptm_os_purge(void *p, size_t size)
 {
     int saved = errno;
+    if (PTM_FAULT(ptm_os_faults.purge_fail))
+        return EINVAL;
     int err = madvise(p, size, MADV_DONTNEED) != 0 ? errno : 0;
     errno = saved;
     return err;
@@ -132,6 +137,8 @@ int ptm_os_commit(void *p, size_t size)
 int ptm_os_guard(void *p, size_t size)
 {
     int saved = errno;
+    if (PTM_FAULT(fault_after(&ptm_os_faults.mmap_fail_after)))
+        return ENOMEM;
     int err = mprotect(p, size, PROT_NONE) != 0 ? errno : 0;
     errno = saved;
     return err;

@@ -336,12 +336,14 @@ int ptm_systrim(ptm_arena_t *a, size_t pad)
         return released;
     ptm_segment_t *s = a->segments;
     if (s->map_size != 0) {
-        /* Drop whole pages past the new end; they stay mapped for regrowth. */
+        /* Drop whole pages past the new end; they stay mapped for regrowth,
+         * which takes them for zero (calloc relies on it).  Pages the kernel
+         * would not drop (locked ones) keep their contents: they stay top's. */
         char *new_end = s->end - extra;
         char *from = (char *)ptm_align_up((uintptr_t)new_end, ptm_os_page);
         char *to = (char *)ptm_align_down((uintptr_t)s->end, ptm_os_page);
-        if (to > from)
-            ptm_os_purge(from, (size_t)(to - from));
+        if (to > from && ptm_os_purge(from, (size_t)(to - from)) != 0)
+            return released;
         note_trim(a, extra);
         set_top_end(a, new_end);
         return 1;

@@ -75,7 +75,11 @@ static struct {
     unsigned slot;
 } now;
 
-static void disarm_faults(void) { ptm_os_faults = (struct ptm_os_faults){0, -1, -1}; }
+static void disarm_faults(void)
+{
+    ptm_os_faults = (struct ptm_os_faults){.brk_fail = 0, .mmap_fail_after = -1, .mremap_fail_after = -1,
+                                           .fail_count = -1, .purge_fail = 0};
+}
 
 __attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt, ...)
 {
