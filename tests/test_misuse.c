@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -309,6 +310,499 @@ Test(misuse, corrupted_top_size)
 Test(misuse, free_sized_with_a_size_the_block_cannot_have)
 {
     expect_abort(free_sized_wrong, "free_sized(): invalid size");
+}
+
+/* ---- the layouts the cases below build ---- */
+
+/* The word k of a block's user memory: in a free chunk, k = 0 is fd, 1 bk,
+ * 2 fd_nextsize, 3 bk_nextsize. */
+__attribute__((noinline)) static uintptr_t *link_word(void *mem, int k)
+{
+    return (uintptr_t *)mem + k;
+}
+
+/* A block of n bytes carved from the top of the calling thread's arena, so
+ * that the next block carved follows it.  Blocks that came from a bin
+ * instead are left allocated.  The first block of a layout may follow a
+ * fastbin chunk, which a consolidation would merge with it: layouts start
+ * with a guard. */
+static void *from_top(size_t n)
+{
+    for (int i = 0; i < 100000; i++) {
+        void *p = malloc(n);
+        ptm_chunk_t *c = (ptm_chunk_t *)chunk_word(p, 0);
+        if (ptm_next_chunk(c) == ptm_arena_of(c)->top)
+            return p;
+    }
+    _exit(4); /* not what the test wanted: fails as "not stopped by abort" */
+}
+
+/* A fake chunk in memory the program owns (not from the heap: allocating
+ * it would disturb the bins), for forged links to point at; its links point
+ * at itself, so it never passes for a neighbour. */
+static ptm_chunk_t *fake_chunk(void)
+{
+    static _Alignas(16) ptm_chunk_t fake[16];
+    ptm_chunk_t *f = &fake[0];
+    f->size = 0x100 | 1;
+    f->fd = f->bk = f->fd_nextsize = f->bk_nextsize = f;
+    return f;
+}
+
+/* Sorts the unsorted bin into the small and large bins: a request that
+ * nothing free can serve comes from top after the scan. */
+static void sort_bins(void)
+{
+    sink = malloc(60000);
+}
+
+/* Takes chunks of n bytes until the one under test comes out of its bin:
+ * older ones of that size may be before it. */
+static void take_all(size_t n)
+{
+    for (int i = 0; i < 1000; i++)
+        sink = malloc(n);
+}
+
+/* Runs fn in a new thread (with an arena of its own) and waits for it. */
+static void in_thread(void *(*fn)(void *))
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, fn, NULL) != 0)
+        _exit(5);
+    pthread_join(t, NULL);
+}
+
+/* The block is in a secondary arena, or the case is void. */
+static void need_thread_arena(void *mem)
+{
+    if (!ptm_non_main((ptm_chunk_t *)chunk_word(mem, 0)))
+        _exit(6);
+}
+
+/* ---- double frees of chunks too big for the cache and the fastbins ---- */
+
+static void double_free_large_in_its_bin(void)
+{
+    sink = from_top(3000);
+    void *a = from_top(3000), *g = from_top(3000);
+    sink = g;
+    free(a);
+    sort_bins(); /* a leaves the unsorted bin for its large bin */
+    free(a);
+}
+
+static void double_free_large_merged_into_top(void)
+{
+    void *a = from_top(3000);
+    free(a);
+    free(a);
+}
+
+static void double_free_large_merged_with_its_predecessor(void)
+{
+    void *x = from_top(3000), *a = from_top(3000), *g = from_top(3000);
+    sink = g;
+    free(x);
+    free(a); /* a joins x */
+    free(a);
+}
+
+static void double_free_huge_arena_chunk(void)
+{
+    /* Big enough to merge the fastbins and consider trimming on free. */
+    void *a = from_top(100000), *g = from_top(3000);
+    sink = g;
+    free(a);
+    free(a);
+}
+
+Test(misuse, double_free_of_a_large_chunk_in_its_bin)
+{
+    expect_abort(double_free_large_in_its_bin, "double free or corruption (!prev)");
+}
+Test(misuse, double_free_of_a_large_chunk_merged_into_top)
+{
+    expect_abort(double_free_large_merged_into_top, "double free or corruption (top)");
+}
+Test(misuse, double_free_of_a_large_chunk_merged_with_its_predecessor)
+{
+    expect_abort(double_free_large_merged_with_its_predecessor, "double free or corruption (!prev)");
+}
+Test(misuse, double_free_of_a_huge_arena_chunk)
+{
+    expect_abort(double_free_huge_arena_chunk, "double free or corruption (!prev)");
+}
+
+/* ---- double frees in a thread's arena ---- */
+
+static void *thread_double_free_large(void *arg)
+{
+    (void)arg;
+    void *a = from_top(3000), *g = from_top(3000);
+    need_thread_arena(a);
+    sink = g;
+    free(a);
+    free(a);
+    return NULL;
+}
+
+static void *thread_double_free_cached(void *arg)
+{
+    (void)arg;
+    void *a = malloc(40), *b = malloc(40);
+    need_thread_arena(a);
+    free(a);
+    free(b);
+    free(a);
+    return NULL;
+}
+
+static void *thread_double_free_fast(void *arg)
+{
+    (void)arg;
+    no_thread_cache();
+    void *a = malloc(40), *b = malloc(40);
+    need_thread_arena(a);
+    free(a);
+    free(b);
+    free(a);
+    return NULL;
+}
+
+static void *thread_alloc_large(void *arg)
+{
+    (void)arg;
+    void *a = from_top(3000);
+    need_thread_arena(a);
+    sink = from_top(3000);
+    return a;
+}
+
+static void double_free_large_in_thread(void) { in_thread(thread_double_free_large); }
+static void double_free_cached_in_thread(void) { in_thread(thread_double_free_cached); }
+static void double_free_fast_in_thread(void) { in_thread(thread_double_free_fast); }
+
+static void double_free_of_an_exited_threads_chunk(void)
+{
+    /* The thread is gone; its arena (and the chunk) live on. */
+    pthread_t t;
+    void *a;
+    if (pthread_create(&t, NULL, thread_alloc_large, NULL) != 0 || pthread_join(t, &a) != 0)
+        _exit(5);
+    free(a);
+    free(a);
+}
+
+Test(misuse, double_free_of_a_large_chunk_in_a_thread_arena)
+{
+    expect_abort(double_free_large_in_thread, "double free or corruption (!prev)");
+}
+Test(misuse, double_free_of_a_cached_chunk_in_a_thread_arena)
+{
+    expect_abort(double_free_cached_in_thread, "free(): double free detected in tcache 2");
+}
+Test(misuse, double_free_of_a_fast_chunk_in_a_thread_arena)
+{
+    expect_abort(double_free_fast_in_thread, "free(): double free detected in fastbin");
+}
+Test(misuse, double_free_of_an_exited_threads_chunk)
+{
+    expect_abort(double_free_of_an_exited_threads_chunk, "double free or corruption (!prev)");
+}
+
+/* ---- small-bin lists ---- */
+
+/* A free chunk of a small size (above the fastbins) in its small bin, with
+ * blocks in use on both sides. */
+static void *in_small_bin(size_t n)
+{
+    no_thread_cache();
+    void *before = from_top(n), *p = from_top(n), *after = from_top(n);
+    sink = before;
+    sink = after;
+    free(p);
+    sort_bins();
+    return p;
+}
+
+static void smallbin_bk_forged(void)
+{
+    void *p = in_small_bin(200);
+    *link_word(p, 1) = (uintptr_t)fake_chunk();
+    take_all(200);
+}
+
+static void smallbin_fd_forged_then_taken_second(void)
+{
+    /* Two chunks in the bin: the one taken first is checked against the
+     * other's forward link. */
+    no_thread_cache();
+    sink = from_top(200);
+    void *p = from_top(200), *g = from_top(200), *q = from_top(200), *g2 = from_top(200);
+    sink = g;
+    sink = g2;
+    free(p);
+    free(q);
+    sort_bins(); /* bin: q (front), p (back, taken first) */
+    *link_word(q, 0) = (uintptr_t)fake_chunk();
+    take_all(200);
+}
+
+static void smallbin_fd_forged_then_merged(void)
+{
+    /* Its neighbour is freed and merges with it: unlink checks the links. */
+    no_thread_cache();
+    void *q = from_top(200), *p = from_top(200), *g = from_top(200);
+    sink = g;
+    free(p);
+    sort_bins();
+    *link_word(p, 0) = (uintptr_t)fake_chunk();
+    free(q);
+}
+
+Test(misuse, small_bin_back_link_forged)
+{
+    expect_abort(smallbin_bk_forged, "malloc(): smallbin double linked list corrupted");
+}
+Test(misuse, small_bin_forward_link_forged)
+{
+    expect_abort(smallbin_fd_forged_then_taken_second, "malloc(): smallbin double linked list corrupted");
+}
+Test(misuse, small_bin_link_forged_then_merged)
+{
+    expect_abort(smallbin_fd_forged_then_merged, "corrupted double-linked list");
+}
+
+/* ---- large-bin lists ---- */
+
+/* A free chunk of 3000 bytes in its large bin, blocks in use around it;
+ * *before gets the one before it. */
+static void *in_large_bin_after(void **before)
+{
+    void *b = from_top(3000), *p = from_top(3000), *after = from_top(3000);
+    sink = after;
+    free(p);
+    sort_bins();
+    *before = b;
+    return p;
+}
+
+static void *in_large_bin(void)
+{
+    void *before;
+    return in_large_bin_after(&before);
+}
+
+/* The chunk before it is freed and merges with it: unlink checks the
+ * links. */
+static void largebin_link_forged_then_merged(int k)
+{
+    void *before, *p = in_large_bin_after(&before);
+    *link_word(p, k) = (uintptr_t)fake_chunk();
+    free(before);
+}
+
+static void largebin_fd_nextsize_forged_then_merged(void) { largebin_link_forged_then_merged(2); }
+static void largebin_bk_nextsize_forged_then_merged(void) { largebin_link_forged_then_merged(3); }
+static void largebin_bk_forged_then_merged(void) { largebin_link_forged_then_merged(1); }
+
+static void largebin_link_forged(int k)
+{
+    void *p = in_large_bin();
+    *link_word(p, k) = (uintptr_t)fake_chunk();
+    sink = malloc(3000);
+}
+
+static void largebin_fd_forged(void) { largebin_link_forged(0); }
+static void largebin_bk_forged(void) { largebin_link_forged(1); }
+
+/* A second chunk of q_size bytes is sorted into the bin (chunk sizes 2560 to
+ * 3071) of a 3000-byte one whose link k was forged. */
+static void largebin_insert_meets_forged_ring(size_t q_size, int k)
+{
+    sink = from_top(3000);
+    void *p = from_top(3000), *g = from_top(3000), *q = from_top(q_size), *g2 = from_top(3000);
+    sink = g;
+    sink = g2;
+    free(p);
+    sort_bins();
+    free(q);
+    *link_word(p, k) = (uintptr_t)fake_chunk();
+    sort_bins();
+}
+
+/* Larger: it goes at the start, before p, whose links are checked. */
+static void largebin_insert_larger(void) { largebin_insert_meets_forged_ring(3040, 2); }
+
+Test(misuse, large_bin_forward_link_forged)
+{
+    expect_abort(largebin_fd_forged, "corrupted double-linked list");
+}
+Test(misuse, large_bin_back_link_forged)
+{
+    expect_abort(largebin_bk_forged, "corrupted double-linked list");
+}
+Test(misuse, large_bin_next_size_link_forged_then_merged)
+{
+    expect_abort(largebin_fd_nextsize_forged_then_merged, "corrupted double-linked list (not small)");
+}
+Test(misuse, large_bin_previous_size_link_forged_then_merged)
+{
+    expect_abort(largebin_bk_nextsize_forged_then_merged, "corrupted double-linked list (not small)");
+}
+Test(misuse, large_bin_back_link_forged_then_merged)
+{
+    expect_abort(largebin_bk_forged_then_merged, "corrupted double-linked list");
+}
+Test(misuse, large_bin_insertion_of_a_larger_chunk_meets_a_forged_ring)
+{
+    expect_abort(largebin_insert_larger, "malloc(): largebin double linked list corrupted (nextsize)");
+}
+
+/* ---- the unsorted list ---- */
+
+static void free_meets_corrupted_unsorted_list(void)
+{
+    no_thread_cache();
+    void *a = from_top(200), *g = from_top(200), *b = from_top(200), *g2 = from_top(200);
+    sink = g;
+    sink = g2;
+    free(a);
+    *link_word(a, 1) = (uintptr_t)fake_chunk(); /* a's bk */
+    free(b);
+}
+
+Test(misuse, free_meets_a_corrupted_unsorted_list)
+{
+    expect_abort(free_meets_corrupted_unsorted_list, "free(): corrupted unsorted chunks");
+}
+
+/* ---- a size that does not match its bin ---- */
+
+static void fast_chunk_size_overwritten(void)
+{
+    no_thread_cache();
+    void *p = malloc(40);
+    sink = malloc(40);
+    free(p);
+    *chunk_word(p, 8) = 0x61;
+    sink = malloc(40);
+}
+
+static void unsorted_chunk_size_overwritten_huge(void)
+{
+    no_thread_cache();
+    sink = from_top(200); /* p's predecessor stays in use */
+    void *p = from_top(200);
+    sink = from_top(200);
+    free(p);
+    *chunk_word(p, 8) = ((size_t)1 << 40) | 1;
+    sink = malloc(3000);
+}
+
+static void unsorted_chunk_size_overwritten(void)
+{
+    no_thread_cache();
+    sink = from_top(200);
+    char *p = from_top(200), *g = from_top(200);
+    free(p);
+    /* 272 instead of 208: the "next chunk" lies in g, whose bytes say it
+     * has a plausible size but not p's in its prev_size. */
+    *chunk_word(p, 8) = 0x111;
+    *chunk_word(p, 272) = 0x999;
+    *chunk_word(p, 272 + 8) = 0x31;
+    sink = g;
+    sink = malloc(3000);
+}
+
+static void large_chunk_size_overwritten(void)
+{
+    void *p = in_large_bin();
+    *chunk_word(p, 8) = 0xc41; /* 3136 instead of 3008 */
+    sink = malloc(3000);
+}
+
+Test(misuse, fastbin_chunk_whose_size_was_overwritten)
+{
+    expect_abort(fast_chunk_size_overwritten, "malloc(): memory corruption (fast)");
+}
+Test(misuse, unsorted_chunk_whose_size_was_overwritten_with_garbage)
+{
+    expect_abort(unsorted_chunk_size_overwritten_huge, "malloc(): invalid size (unsorted)");
+}
+Test(misuse, unsorted_chunk_whose_size_was_overwritten)
+{
+    expect_abort(unsorted_chunk_size_overwritten, "malloc(): mismatching next->prev_size (unsorted)");
+}
+Test(misuse, large_bin_chunk_whose_size_was_overwritten)
+{
+    expect_abort(large_chunk_size_overwritten, "corrupted size vs. prev_size");
+}
+
+/* ---- size against the next chunk's prev_size when chunks merge ---- */
+
+static void merge_backward_prev_size_forged(void)
+{
+    /* x is free; a use after free of x rewrites the boundary tag b reads. */
+    no_thread_cache();
+    char *x = from_top(1000), *b = from_top(200);
+    sink = from_top(200);
+    memset(x, 0x11, 1000);
+    free(x);
+    *chunk_word(b, 0) = 0x200;
+    free(b);
+}
+
+static void merge_backward_size_forged(void)
+{
+    /* The free chunk's own size is rewritten (an overflow from before it). */
+    no_thread_cache();
+    char *x = from_top(1000), *b = from_top(200);
+    sink = from_top(200);
+    free(x);
+    *chunk_word(x, 8) = 0x501;
+    free(b);
+}
+
+static void merge_forward_prev_size_forged(void)
+{
+    no_thread_cache();
+    char *a = from_top(200), *x = from_top(1000), *g = from_top(200);
+    free(x);
+    *chunk_word(g, 0) = 0x999; /* x's boundary tag */
+    free(a);
+}
+
+static void consolidate_prev_size_forged(void)
+{
+    /* A fastbin chunk after a free one; the boundary tag between them is
+     * rewritten; a large request merges the fastbins. */
+    no_thread_cache();
+    sink = from_top(200);
+    char *x = from_top(1000), *f = from_top(40);
+    sink = from_top(200);
+    free(x);
+    free(f);
+    *chunk_word(f, 0) = 0x200;
+    sink = malloc(5000);
+}
+
+Test(misuse, merge_with_a_free_predecessor_whose_boundary_tag_was_forged)
+{
+    expect_abort(merge_backward_prev_size_forged, "corrupted size vs. prev_size while consolidating");
+}
+Test(misuse, merge_with_a_free_predecessor_whose_size_was_forged)
+{
+    expect_abort(merge_backward_size_forged, "corrupted size vs. prev_size while consolidating");
+}
+Test(misuse, merge_with_a_free_successor_whose_boundary_tag_was_forged)
+{
+    expect_abort(merge_forward_prev_size_forged, "corrupted size vs. prev_size");
+}
+Test(misuse, fastbin_consolidation_meets_a_forged_boundary_tag)
+{
+    expect_abort(consolidate_prev_size_forged, "corrupted size vs. prev_size while consolidating");
 }
 
 /* ---- no false alarm: the key value as the program's own data ---- */
