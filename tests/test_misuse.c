@@ -549,6 +549,14 @@ static void smallbin_fd_forged_then_taken_second(void)
     take_all(200);
 }
 
+static void smallbin_links_overwritten_with_data(void)
+{
+    /* A use after free writes plain data over both links. */
+    char *p = in_small_bin(200);
+    memcpy(p, "use after free!!", 16);
+    take_all(200);
+}
+
 static void smallbin_fd_forged_then_merged(void)
 {
     /* Its neighbour is freed and merges with it: unlink checks the links. */
@@ -568,6 +576,10 @@ Test(misuse, small_bin_back_link_forged)
 Test(misuse, small_bin_forward_link_forged)
 {
     expect_abort(smallbin_fd_forged_then_taken_second, "malloc(): smallbin double linked list corrupted");
+}
+Test(misuse, small_bin_links_overwritten_with_data)
+{
+    expect_abort(smallbin_links_overwritten_with_data, "malloc(): smallbin double linked list corrupted");
 }
 Test(misuse, small_bin_link_forged_then_merged)
 {
@@ -616,6 +628,15 @@ static void largebin_link_forged(int k)
 
 static void largebin_fd_forged(void) { largebin_link_forged(0); }
 static void largebin_bk_forged(void) { largebin_link_forged(1); }
+static void largebin_fd_nextsize_forged(void) { largebin_link_forged(2); }
+static void largebin_bk_nextsize_forged(void) { largebin_link_forged(3); }
+
+static void largebin_links_overwritten_with_data(void)
+{
+    char *p = in_large_bin();
+    memcpy(p, "a use after free wrote this text", 32);
+    sink = malloc(3000);
+}
 
 /* A second chunk of q_size bytes is sorted into the bin (chunk sizes 2560 to
  * 3071) of a 3000-byte one whose link k was forged. */
@@ -632,8 +653,12 @@ static void largebin_insert_meets_forged_ring(size_t q_size, int k)
     sort_bins();
 }
 
+/* Smaller: it goes at the end of the ring, behind p's bk_nextsize. */
+static void largebin_insert_smaller(void) { largebin_insert_meets_forged_ring(2600, 3); }
 /* Larger: it goes at the start, before p, whose links are checked. */
 static void largebin_insert_larger(void) { largebin_insert_meets_forged_ring(3040, 2); }
+/* Smaller, behind p, the last in the list, whose forward link was forged. */
+static void largebin_insert_behind_forged_link(void) { largebin_insert_meets_forged_ring(2600, 0); }
 
 Test(misuse, large_bin_forward_link_forged)
 {
@@ -642,6 +667,11 @@ Test(misuse, large_bin_forward_link_forged)
 Test(misuse, large_bin_back_link_forged)
 {
     expect_abort(largebin_bk_forged, "corrupted double-linked list");
+}
+Test(misuse, large_bin_next_size_link_forged)
+{
+    /* The best-fit walk along the size ring meets it first. */
+    expect_abort(largebin_fd_nextsize_forged, "malloc(): largebin double linked list corrupted (nextsize)");
 }
 Test(misuse, large_bin_next_size_link_forged_then_merged)
 {
@@ -654,6 +684,22 @@ Test(misuse, large_bin_previous_size_link_forged_then_merged)
 Test(misuse, large_bin_back_link_forged_then_merged)
 {
     expect_abort(largebin_bk_forged_then_merged, "corrupted double-linked list");
+}
+Test(misuse, large_bin_previous_size_link_forged)
+{
+    expect_abort(largebin_bk_nextsize_forged, "malloc(): largebin double linked list corrupted (nextsize)");
+}
+Test(misuse, large_bin_links_overwritten_with_data)
+{
+    expect_abort(largebin_links_overwritten_with_data, "malloc(): largebin double linked list corrupted (nextsize)");
+}
+Test(misuse, large_bin_insertion_of_a_smaller_chunk_meets_a_forged_ring)
+{
+    expect_abort(largebin_insert_smaller, "malloc(): largebin double linked list corrupted (nextsize)");
+}
+Test(misuse, large_bin_insertion_behind_a_forged_forward_link)
+{
+    expect_abort(largebin_insert_behind_forged_link, "malloc(): largebin double linked list corrupted (bk)");
 }
 Test(misuse, large_bin_insertion_of_a_larger_chunk_meets_a_forged_ring)
 {
@@ -788,6 +834,38 @@ static void consolidate_prev_size_forged(void)
     sink = malloc(5000);
 }
 
+static void consolidate_meets_garbage_size(void)
+{
+    /* A fastbin chunk before a free chunk whose size is garbage: merging
+     * them must not read memory by that size. */
+    no_thread_cache();
+    sink = from_top(200);
+    char *f = from_top(40), *x = from_top(1000);
+    sink = from_top(200);
+    free(x);
+    free(f);
+    *chunk_word(x, 8) = ((size_t)1 << 40) | 1;
+    sink = malloc(5000);
+}
+
+static void merge_backward_prev_size_garbage(void)
+{
+    no_thread_cache();
+    sink = from_top(200);
+    char *x = from_top(1000), *b = from_top(200);
+    sink = from_top(200);
+    free(x);
+    *chunk_word(b, 0) = (size_t)0x4141414141414140;
+    free(b);
+}
+
+static void large_chunk_size_overwritten_with_garbage(void)
+{
+    void *p = in_large_bin();
+    *chunk_word(p, 8) = ((size_t)1 << 40) | 1;
+    sink = malloc(3000);
+}
+
 Test(misuse, merge_with_a_free_predecessor_whose_boundary_tag_was_forged)
 {
     expect_abort(merge_backward_prev_size_forged, "corrupted size vs. prev_size while consolidating");
@@ -803,6 +881,18 @@ Test(misuse, merge_with_a_free_successor_whose_boundary_tag_was_forged)
 Test(misuse, fastbin_consolidation_meets_a_forged_boundary_tag)
 {
     expect_abort(consolidate_prev_size_forged, "corrupted size vs. prev_size while consolidating");
+}
+Test(misuse, fastbin_consolidation_meets_a_garbage_size)
+{
+    expect_abort(consolidate_meets_garbage_size, "malloc_consolidate(): invalid next size");
+}
+Test(misuse, merge_with_a_free_predecessor_whose_boundary_tag_is_garbage)
+{
+    expect_abort(merge_backward_prev_size_garbage, "corrupted size vs. prev_size while consolidating");
+}
+Test(misuse, large_bin_chunk_whose_size_was_overwritten_with_garbage)
+{
+    expect_abort(large_chunk_size_overwritten_with_garbage, "corrupted size vs. prev_size");
 }
 
 /* ---- no false alarm: the key value as the program's own data ---- */
