@@ -201,6 +201,8 @@ static void *arena_malloc(ptm_arena_t *a, size_t nb)
             ptm_chunk_t *bck = v->bk;
             if (ptm_unlikely(v->fd != bin || !ptm_link_ok(bck) || bck->fd != v))
                 ptm_corrupt("malloc(): smallbin double linked list corrupted");
+            if (ptm_unlikely(ptm_csize(v) != nb))
+                ptm_corrupt("malloc(): memory corruption (small)");
             ptm_set_inuse_at(v, nb);
             bin->bk = bck;
             bck->fd = bin;

@@ -74,6 +74,13 @@ void ptm_thread_init(ptm_tcache_t *tc)
     register_exit(tc);
 }
 
+void ptm_tcache_corrupt(const void *next)
+{
+    if (ptm_misaligned(next))
+        ptm_corrupt("malloc(): unaligned tcache chunk detected");
+    ptm_corrupt("malloc(): memory corruption (tcache)");
+}
+
 void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem)
 {
     size_t n = 0;

@@ -726,6 +726,14 @@ Test(misuse, free_meets_a_corrupted_unsorted_list)
 
 /* ---- a size that does not match its bin ---- */
 
+static void cached_chunk_size_overwritten(void)
+{
+    void *p = malloc(40);
+    free(p);
+    *chunk_word(p, 8) = 0x61; /* a 96-byte chunk in the 48-byte bin */
+    sink = malloc(40);
+}
+
 static void fast_chunk_size_overwritten(void)
 {
     no_thread_cache();
@@ -734,6 +742,13 @@ static void fast_chunk_size_overwritten(void)
     free(p);
     *chunk_word(p, 8) = 0x61;
     sink = malloc(40);
+}
+
+static void small_chunk_size_overwritten(void)
+{
+    void *p = in_small_bin(200);
+    *chunk_word(p, 8) = 0x111; /* 272 in the 208-byte bin */
+    take_all(200);
 }
 
 static void unsorted_chunk_size_overwritten_huge(void)
@@ -769,9 +784,17 @@ static void large_chunk_size_overwritten(void)
     sink = malloc(3000);
 }
 
+Test(misuse, cached_chunk_whose_size_was_overwritten)
+{
+    expect_abort(cached_chunk_size_overwritten, "malloc(): memory corruption (tcache)");
+}
 Test(misuse, fastbin_chunk_whose_size_was_overwritten)
 {
     expect_abort(fast_chunk_size_overwritten, "malloc(): memory corruption (fast)");
+}
+Test(misuse, small_bin_chunk_whose_size_was_overwritten)
+{
+    expect_abort(small_chunk_size_overwritten, "malloc(): memory corruption (small)");
 }
 Test(misuse, unsorted_chunk_whose_size_was_overwritten_with_garbage)
 {
