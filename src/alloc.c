@@ -32,7 +32,7 @@ static void *take_chunk(ptm_arena_t *a, ptm_chunk_t *v, size_t nb, int small_req
     ptm_set_head(v, nb | PTM_PREV_INUSE | a->chunk_flag);
     ptm_set_head(r, rsize | PTM_PREV_INUSE | a->chunk_flag);
     ptm_set_foot(r, rsize);
-    ptm_unsorted_push(a, r, rsize);
+    ptm_unsorted_push(a, r, rsize, "malloc(): corrupted unsorted chunks");
     if (small_request)
         a->last_remainder = r;
     return ptm_chunk2mem(v);

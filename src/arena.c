@@ -83,12 +83,12 @@ void ptm_unlink(ptm_arena_t *a, ptm_chunk_t *p)
     bk->fd = fd;
 }
 
-void ptm_unsorted_push(ptm_arena_t *a, ptm_chunk_t *p, size_t size)
+void ptm_unsorted_push(ptm_arena_t *a, ptm_chunk_t *p, size_t size, const char *corrupt_msg)
 {
     ptm_chunk_t *bck = ptm_bin_at(a, PTM_UNSORTED);
     ptm_chunk_t *fwd = bck->fd;
     if (ptm_unlikely(fwd->bk != bck))
-        ptm_corrupt("free(): corrupted unsorted chunks");
+        ptm_corrupt(corrupt_msg);
     if (!ptm_in_smallbin_range(size))
         p->fd_nextsize = p->bk_nextsize = NULL;
     p->bk = bck;
@@ -125,12 +125,15 @@ size_t ptm_merge_free(ptm_arena_t *a, ptm_chunk_t *p, size_t size)
     }
     ptm_set_head(p, size | PTM_PREV_INUSE | a->chunk_flag);
     ptm_set_foot(p, size);
-    ptm_unsorted_push(a, p, size);
+    ptm_unsorted_push(a, p, size, "free(): corrupted unsorted chunks");
     return size;
 }
 
 void ptm_consolidate(ptm_arena_t *a)
 {
+    ptm_chunk_t *unsorted = ptm_bin_at(a, PTM_UNSORTED);
+    if (ptm_unlikely(unsorted->fd->bk != unsorted))
+        ptm_corrupt("malloc_consolidate(): corrupted unsorted chunks");
     a->have_fast = 0;
     for (unsigned i = 0; i < PTM_NFASTBINS; i++) {
         ptm_chunk_t *p = a->fastbins[i];

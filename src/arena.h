@@ -229,8 +229,9 @@ void ptm_arena_init(ptm_arena_t *a);
  * corrupt. */
 void ptm_unlink(ptm_arena_t *a, ptm_chunk_t *p);
 /* Puts a free chunk (P of its successor already clear, foot written) at the
- * front of the unsorted bin. */
-void ptm_unsorted_push(ptm_arena_t *a, ptm_chunk_t *p, size_t size);
+ * front of the unsorted bin; aborts with corrupt_msg if the bin's list is
+ * corrupt. */
+void ptm_unsorted_push(ptm_arena_t *a, ptm_chunk_t *p, size_t size, const char *corrupt_msg);
 /* Marks the in-use chunk [p, p + size) free, merges it with free neighbours
  * and top, and puts the result in the unsorted bin (or makes it top).
  * Returns the size of the merged chunk. */

@@ -719,9 +719,31 @@ static void free_meets_corrupted_unsorted_list(void)
     free(b);
 }
 
+static void malloc_meets_corrupted_unsorted_list(void)
+{
+    /* More chunks in the unsorted bin than one scan sorts: the one left,
+     * newest, has its back link forged; the remainder of a split goes in
+     * front of it. */
+    no_thread_cache();
+    enum { N = 10001 };
+    static void *blk[N];
+    for (int i = 0; i < N; i++) {
+        blk[i] = from_top(200);
+        sink = from_top(8);
+    }
+    for (int i = 0; i < N; i++)
+        free(blk[i]);
+    *link_word(blk[N - 1], 1) = (uintptr_t)fake_chunk();
+    sink = malloc(40);
+}
+
 Test(misuse, free_meets_a_corrupted_unsorted_list)
 {
     expect_abort(free_meets_corrupted_unsorted_list, "free(): corrupted unsorted chunks");
+}
+Test(misuse, malloc_meets_a_corrupted_unsorted_list)
+{
+    expect_abort(malloc_meets_corrupted_unsorted_list, "malloc(): corrupted unsorted chunks");
 }
 
 /* ---- a size that does not match its bin ---- */
@@ -871,6 +893,20 @@ static void consolidate_meets_garbage_size(void)
     sink = malloc(5000);
 }
 
+static void consolidate_meets_corrupted_unsorted_list(void)
+{
+    no_thread_cache();
+    sink = from_top(200);
+    char *x = from_top(1000);
+    sink = from_top(200);
+    char *f = from_top(40);
+    sink = from_top(200);
+    free(x);
+    free(f);
+    *link_word(x, 1) = (uintptr_t)fake_chunk(); /* x's bk */
+    sink = malloc(5000);
+}
+
 static void merge_backward_prev_size_garbage(void)
 {
     no_thread_cache();
@@ -908,6 +944,10 @@ Test(misuse, fastbin_consolidation_meets_a_forged_boundary_tag)
 Test(misuse, fastbin_consolidation_meets_a_garbage_size)
 {
     expect_abort(consolidate_meets_garbage_size, "malloc_consolidate(): invalid next size");
+}
+Test(misuse, fastbin_consolidation_meets_a_corrupted_unsorted_list)
+{
+    expect_abort(consolidate_meets_corrupted_unsorted_list, "malloc_consolidate(): corrupted unsorted chunks");
 }
 Test(misuse, merge_with_a_free_predecessor_whose_boundary_tag_is_garbage)
 {
