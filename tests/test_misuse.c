@@ -118,13 +118,17 @@ static void double_free_fast_through_cache(void)
     free(a);
 }
 
-static void double_free_small(void)
+/* An arena block of n bytes, too big for the cache and the fastbins, freed
+ * twice with the block after it in use. */
+static void double_free_sized(size_t n)
 {
-    void *a = malloc(2000), *b = malloc(2000);
+    void *a = malloc(n), *b = malloc(n);
     sink = b;
     free(a);
     free(a);
 }
+
+static void double_free_small(void) { double_free_sized(2000); }
 
 Test(misuse, double_free_in_the_thread_cache)
 {
@@ -364,11 +368,12 @@ static void take_all(size_t n)
         sink = malloc(n);
 }
 
-/* Runs fn in a new thread (with an arena of its own) and waits for it. */
-static void in_thread(void *(*fn)(void *))
+/* Runs fn(arg) in a new thread (with an arena of its own) and waits for
+ * it. */
+static void in_thread(void *(*fn)(void *), void *arg)
 {
     pthread_t t;
-    if (pthread_create(&t, NULL, fn, NULL) != 0)
+    if (pthread_create(&t, NULL, fn, arg) != 0)
         _exit(5);
     pthread_join(t, NULL);
 }
@@ -408,14 +413,8 @@ static void double_free_large_merged_with_its_predecessor(void)
     free(a);
 }
 
-static void double_free_huge_arena_chunk(void)
-{
-    /* Big enough to merge the fastbins and consider trimming on free. */
-    void *a = from_top(100000), *g = from_top(3000);
-    sink = g;
-    free(a);
-    free(a);
-}
+/* Big enough to merge the fastbins and consider trimming on free. */
+static void double_free_huge_arena_chunk(void) { double_free_sized(100000); }
 
 Test(misuse, double_free_of_a_large_chunk_in_its_bin)
 {
@@ -447,21 +446,11 @@ static void *thread_double_free_large(void *arg)
     return NULL;
 }
 
-static void *thread_double_free_cached(void *arg)
+/* The a-b-a pattern, in the thread cache, or (cache NULL) in a fastbin. */
+static void *thread_double_free_aba(void *cache)
 {
-    (void)arg;
-    void *a = malloc(40), *b = malloc(40);
-    need_thread_arena(a);
-    free(a);
-    free(b);
-    free(a);
-    return NULL;
-}
-
-static void *thread_double_free_fast(void *arg)
-{
-    (void)arg;
-    no_thread_cache();
+    if (cache == NULL)
+        no_thread_cache();
     void *a = malloc(40), *b = malloc(40);
     need_thread_arena(a);
     free(a);
@@ -479,9 +468,9 @@ static void *thread_alloc_large(void *arg)
     return a;
 }
 
-static void double_free_large_in_thread(void) { in_thread(thread_double_free_large); }
-static void double_free_cached_in_thread(void) { in_thread(thread_double_free_cached); }
-static void double_free_fast_in_thread(void) { in_thread(thread_double_free_fast); }
+static void double_free_large_in_thread(void) { in_thread(thread_double_free_large, NULL); }
+static void double_free_cached_in_thread(void) { in_thread(thread_double_free_aba, (void *)1); }
+static void double_free_fast_in_thread(void) { in_thread(thread_double_free_aba, NULL); }
 
 static void double_free_of_an_exited_threads_chunk(void)
 {
@@ -799,12 +788,16 @@ static void unsorted_chunk_size_overwritten(void)
     sink = malloc(3000);
 }
 
-static void large_chunk_size_overwritten(void)
+/* A 3008-byte chunk in its large bin gets a new size; malloc takes it. */
+static void large_chunk_size_set(size_t size)
 {
     void *p = in_large_bin();
-    *chunk_word(p, 8) = 0xc41; /* 3136 instead of 3008 */
+    *chunk_word(p, 8) = size;
     sink = malloc(3000);
 }
+
+static void large_chunk_size_overwritten(void) { large_chunk_size_set(0xc41); }
+static void large_chunk_size_overwritten_with_garbage(void) { large_chunk_size_set(((size_t)1 << 40) | 1); }
 
 Test(misuse, cached_chunk_whose_size_was_overwritten)
 {
@@ -830,99 +823,66 @@ Test(misuse, large_bin_chunk_whose_size_was_overwritten)
 {
     expect_abort(large_chunk_size_overwritten, "corrupted size vs. prev_size");
 }
+Test(misuse, large_bin_chunk_whose_size_was_overwritten_with_garbage)
+{
+    expect_abort(large_chunk_size_overwritten_with_garbage, "corrupted size vs. prev_size");
+}
 
 /* ---- size against the next chunk's prev_size when chunks merge ---- */
 
-static void merge_backward_prev_size_forged(void)
-{
-    /* x is free; a use after free of x rewrites the boundary tag b reads. */
-    no_thread_cache();
-    char *x = from_top(1000), *b = from_top(200);
-    sink = from_top(200);
-    memset(x, 0x11, 1000);
-    free(x);
-    *chunk_word(b, 0) = 0x200;
-    free(b);
-}
-
-static void merge_backward_size_forged(void)
-{
-    /* The free chunk's own size is rewritten (an overflow from before it). */
-    no_thread_cache();
-    char *x = from_top(1000), *b = from_top(200);
-    sink = from_top(200);
-    free(x);
-    *chunk_word(x, 8) = 0x501;
-    free(b);
-}
-
-static void merge_forward_prev_size_forged(void)
+/* A free chunk x of 1000 bytes (its bytes 0x11) and, next to it, a block
+ * of n bytes in use: after x, or before it; guards around both.  With the
+ * thread cache off, a block of 40 bytes is then freed into a fastbin. */
+static char *next_to_free_chunk(size_t n, int after, char **x)
 {
     no_thread_cache();
-    char *a = from_top(200), *x = from_top(1000), *g = from_top(200);
-    free(x);
-    *chunk_word(g, 0) = 0x999; /* x's boundary tag */
-    free(a);
+    sink = from_top(200);
+    char *b;
+    if (after) {
+        *x = from_top(1000);
+        b = from_top(n);
+    } else {
+        b = from_top(n);
+        *x = from_top(1000);
+    }
+    sink = from_top(200);
+    memset(*x, 0x11, 1000);
+    free(*x);
+    return b;
 }
 
-static void consolidate_prev_size_forged(void)
+/* In that layout, rewrites the word at offset off of x's chunk (in_x) or
+ * of the block's, then frees the block: a 40-byte one goes to a fastbin
+ * first (rewriting x's size earlier would stop that free) and a large
+ * request merges the fastbins. */
+static void rewrite_then_merge(size_t n, int after, int in_x, long off, size_t value)
 {
-    /* A fastbin chunk after a free one; the boundary tag between them is
-     * rewritten; a large request merges the fastbins. */
-    no_thread_cache();
-    sink = from_top(200);
-    char *x = from_top(1000), *f = from_top(40);
-    sink = from_top(200);
-    free(x);
-    free(f);
-    *chunk_word(f, 0) = 0x200;
-    sink = malloc(5000);
+    char *x, *b = next_to_free_chunk(n, after, &x);
+    int fast = n <= 100;
+    if (fast)
+        free(b);
+    *chunk_word(in_x ? x : b, off) = value;
+    if (fast)
+        sink = malloc(5000);
+    else
+        free(b);
 }
 
-static void consolidate_meets_garbage_size(void)
-{
-    /* A fastbin chunk before a free chunk whose size is garbage: merging
-     * them must not read memory by that size. */
-    no_thread_cache();
-    sink = from_top(200);
-    char *f = from_top(40), *x = from_top(1000);
-    sink = from_top(200);
-    free(x);
-    free(f);
-    *chunk_word(x, 8) = ((size_t)1 << 40) | 1;
-    sink = malloc(5000);
-}
-
+/* A use after free of x rewrites the boundary tag the next block reads. */
+static void merge_backward_prev_size_forged(void) { rewrite_then_merge(200, 1, 0, 0, 0x200); }
+/* x's own size is rewritten (an overflow from before it). */
+static void merge_backward_size_forged(void) { rewrite_then_merge(200, 1, 1, 8, 0x501); }
+static void merge_backward_prev_size_garbage(void) { rewrite_then_merge(200, 1, 0, 0, 0x4141414141414140); }
+/* x's boundary tag, read when the block before x merges with it. */
+static void merge_forward_prev_size_forged(void) { rewrite_then_merge(200, 0, 1, 1008, 0x999); }
+/* The boundary tag between x and the fastbin chunk after it. */
+static void consolidate_prev_size_forged(void) { rewrite_then_merge(40, 1, 0, 0, 0x200); }
+/* Merging the fastbin chunk before x must not read memory by x's size. */
+static void consolidate_meets_garbage_size(void) { rewrite_then_merge(40, 0, 1, 8, ((size_t)1 << 40) | 1); }
+/* x's back link, in the unsorted bin the consolidation pushes onto. */
 static void consolidate_meets_corrupted_unsorted_list(void)
 {
-    no_thread_cache();
-    sink = from_top(200);
-    char *x = from_top(1000);
-    sink = from_top(200);
-    char *f = from_top(40);
-    sink = from_top(200);
-    free(x);
-    free(f);
-    *link_word(x, 1) = (uintptr_t)fake_chunk(); /* x's bk */
-    sink = malloc(5000);
-}
-
-static void merge_backward_prev_size_garbage(void)
-{
-    no_thread_cache();
-    sink = from_top(200);
-    char *x = from_top(1000), *b = from_top(200);
-    sink = from_top(200);
-    free(x);
-    *chunk_word(b, 0) = (size_t)0x4141414141414140;
-    free(b);
-}
-
-static void large_chunk_size_overwritten_with_garbage(void)
-{
-    void *p = in_large_bin();
-    *chunk_word(p, 8) = ((size_t)1 << 40) | 1;
-    sink = malloc(3000);
+    rewrite_then_merge(40, 1, 1, 24, (uintptr_t)fake_chunk());
 }
 
 Test(misuse, merge_with_a_free_predecessor_whose_boundary_tag_was_forged)
@@ -952,10 +912,6 @@ Test(misuse, fastbin_consolidation_meets_a_corrupted_unsorted_list)
 Test(misuse, merge_with_a_free_predecessor_whose_boundary_tag_is_garbage)
 {
     expect_abort(merge_backward_prev_size_garbage, "corrupted size vs. prev_size while consolidating");
-}
-Test(misuse, large_bin_chunk_whose_size_was_overwritten_with_garbage)
-{
-    expect_abort(large_chunk_size_overwritten_with_garbage, "corrupted size vs. prev_size");
 }
 
 /* ---- no false alarm: the key value as the program's own data ---- */
