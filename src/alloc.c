@@ -32,7 +32,7 @@ static void *take_chunk(ptm_arena_t *a, ptm_chunk_t *v, size_t nb, int small_req
     ptm_set_head(v, nb | PTM_PREV_INUSE | a->chunk_flag);
     ptm_set_head(r, rsize | PTM_PREV_INUSE | a->chunk_flag);
     ptm_set_foot(r, rsize);
-    ptm_unsorted_push(a, r, rsize);
+    ptm_unsorted_push(a, r, rsize, "malloc(): corrupted unsorted chunks");
     if (small_request)
         a->last_remainder = r;
     return ptm_chunk2mem(v);
@@ -54,13 +54,20 @@ static void place_in_bin(ptm_arena_t *a, ptm_chunk_t *v, size_t size)
             ptm_chunk_t *largest = bin->fd;
             fwd = bin;
             bck = bin->bk;
+            if (ptm_unlikely(!ptm_bk_nextsize_ok(largest)))
+                ptm_corrupt("malloc(): largebin double linked list corrupted (nextsize)");
+            if (ptm_unlikely(bck->fd != bin))
+                ptm_corrupt("malloc(): largebin double linked list corrupted (bk)");
             v->fd_nextsize = largest;
             v->bk_nextsize = largest->bk_nextsize;
             largest->bk_nextsize = v;
             v->bk_nextsize->fd_nextsize = v;
         } else {
-            while (size < ptm_csize(fwd))
+            while (size < ptm_csize(fwd)) {
+                if (ptm_unlikely(!ptm_fd_nextsize_ok(fwd)))
+                    ptm_corrupt("malloc(): largebin double linked list corrupted (nextsize)");
                 fwd = fwd->fd_nextsize;
+            }
             if (size == ptm_csize(fwd)) {
                 /* Behind the leader of its size: the ring is unchanged. */
                 v->fd_nextsize = v->bk_nextsize = NULL;
@@ -102,7 +109,7 @@ static void *scan_unsorted(ptm_arena_t *a, size_t nb)
             ptm_corrupt("malloc(): invalid next size (unsorted)");
         if (ptm_unlikely(next->prev_size != size))
             ptm_corrupt("malloc(): mismatching next->prev_size (unsorted)");
-        if (ptm_unlikely(bck->fd != v || v->fd != unsorted))
+        if (ptm_unlikely(v->fd != unsorted || !ptm_link_ok(bck) || bck->fd != v))
             ptm_corrupt("malloc(): unsorted double linked list corrupted");
         if (ptm_unlikely(ptm_prev_inuse(next)))
             ptm_corrupt("malloc(): invalid next->prev_inuse (unsorted)");
@@ -131,9 +138,13 @@ static void *large_best_fit(ptm_arena_t *a, size_t nb)
     ptm_chunk_t *v = bin->fd;
     if (v == bin || ptm_csize(v) < nb)
         return NULL;
-    v = v->bk_nextsize; /* the smallest size */
-    while (ptm_csize(v) < nb)
+    /* From the smallest size up, each step checked before it is taken: a
+     * forged link must not send the walk astray (or round forever). */
+    do {
+        if (ptm_unlikely(!ptm_bk_nextsize_ok(v)))
+            ptm_corrupt("malloc(): largebin double linked list corrupted (nextsize)");
         v = v->bk_nextsize;
+    } while (ptm_csize(v) < nb);
     /* Take a follower of that size when there is one: the ring stays put. */
     if (v != bin->bk && ptm_csize(v->fd) == ptm_csize(v))
         v = v->fd;
@@ -185,9 +196,13 @@ static void *arena_malloc(ptm_arena_t *a, size_t nb)
         ptm_chunk_t *bin = ptm_bin_at(a, ptm_small_index(nb));
         ptm_chunk_t *v = bin->bk;
         if (v != bin) {
+            /* v's forward link is checked first: it must lead back to the
+             * bin, so one rewritten with data is never followed. */
             ptm_chunk_t *bck = v->bk;
-            if (ptm_unlikely(bck->fd != v))
+            if (ptm_unlikely(v->fd != bin || !ptm_link_ok(bck) || bck->fd != v))
                 ptm_corrupt("malloc(): smallbin double linked list corrupted");
+            if (ptm_unlikely(ptm_csize(v) != nb))
+                ptm_corrupt("malloc(): memory corruption (small)");
             ptm_set_inuse_at(v, nb);
             bin->bk = bck;
             bck->fd = bin;

@@ -57,14 +57,14 @@ static int has_same_size_follower(ptm_arena_t *a, ptm_chunk_t *p, size_t size)
 void ptm_unlink(ptm_arena_t *a, ptm_chunk_t *p)
 {
     size_t size = ptm_csize(p);
-    if (ptm_unlikely(ptm_chunk_at(p, size)->prev_size != size))
+    if (ptm_unlikely(size > a->system_mem || ptm_chunk_at(p, size)->prev_size != size))
         ptm_corrupt("corrupted size vs. prev_size");
     ptm_chunk_t *fd = p->fd, *bk = p->bk;
-    if (ptm_unlikely(fd->bk != p || bk->fd != p))
+    if (ptm_unlikely(!ptm_link_ok(fd) || !ptm_link_ok(bk) || fd->bk != p || bk->fd != p))
         ptm_corrupt("corrupted double-linked list");
     if (!ptm_in_smallbin_range(size) && p->fd_nextsize != NULL) {
         /* p leads its size on the nextsize ring. */
-        if (ptm_unlikely(p->fd_nextsize->bk_nextsize != p || p->bk_nextsize->fd_nextsize != p))
+        if (ptm_unlikely(!ptm_fd_nextsize_ok(p) || !ptm_bk_nextsize_ok(p)))
             ptm_corrupt("corrupted double-linked list (not small)");
         if (has_same_size_follower(a, p, size)) {
             if (p->fd_nextsize == p) {
@@ -84,12 +84,12 @@ void ptm_unlink(ptm_arena_t *a, ptm_chunk_t *p)
     bk->fd = fd;
 }
 
-void ptm_unsorted_push(ptm_arena_t *a, ptm_chunk_t *p, size_t size)
+void ptm_unsorted_push(ptm_arena_t *a, ptm_chunk_t *p, size_t size, const char *corrupt_msg)
 {
     ptm_chunk_t *bck = ptm_bin_at(a, PTM_UNSORTED);
     ptm_chunk_t *fwd = bck->fd;
     if (ptm_unlikely(fwd->bk != bck))
-        ptm_corrupt("free(): corrupted unsorted chunks");
+        ptm_corrupt(corrupt_msg);
     if (!ptm_in_smallbin_range(size))
         p->fd_nextsize = p->bk_nextsize = NULL;
     p->bk = bck;
@@ -102,6 +102,8 @@ size_t ptm_merge_free(ptm_arena_t *a, ptm_chunk_t *p, size_t size)
 {
     if (!ptm_prev_inuse(p)) {
         size_t prev_size = p->prev_size;
+        if (ptm_unlikely(prev_size > a->system_mem))
+            ptm_corrupt("corrupted size vs. prev_size while consolidating");
         p = ptm_prev_chunk(p);
         if (ptm_unlikely(ptm_csize(p) != prev_size))
             ptm_corrupt("corrupted size vs. prev_size while consolidating");
@@ -124,12 +126,15 @@ size_t ptm_merge_free(ptm_arena_t *a, ptm_chunk_t *p, size_t size)
     }
     ptm_set_head(p, size | PTM_PREV_INUSE | a->chunk_flag);
     ptm_set_foot(p, size);
-    ptm_unsorted_push(a, p, size);
+    ptm_unsorted_push(a, p, size, "free(): corrupted unsorted chunks");
     return size;
 }
 
 void ptm_consolidate(ptm_arena_t *a)
 {
+    ptm_chunk_t *unsorted = ptm_bin_at(a, PTM_UNSORTED);
+    if (ptm_unlikely(unsorted->fd->bk != unsorted))
+        ptm_corrupt("malloc_consolidate(): corrupted unsorted chunks");
     a->have_fast = 0;
     for (unsigned i = 0; i < PTM_NFASTBINS; i++) {
         ptm_chunk_t *p = a->fastbins[i];
@@ -140,6 +145,10 @@ void ptm_consolidate(ptm_arena_t *a)
             size_t size = ptm_csize(p);
             if (ptm_unlikely(size < PTM_MIN_CHUNK || ptm_fast_index(size) != i))
                 ptm_corrupt("malloc_consolidate(): invalid chunk size");
+            /* Merging reads past the next chunk by its size. */
+            size_t next_size = ptm_csize(ptm_chunk_at(p, size));
+            if (ptm_unlikely(next_size < PTM_FENCEPOST || next_size > a->system_mem))
+                ptm_corrupt("malloc_consolidate(): invalid next size");
             ptm_chunk_t *next = ptm_fast_next(p);
             p->bk = NULL;
             ptm_merge_free(a, p, size);

@@ -178,6 +178,23 @@ PTM_INLINE ptm_chunk_t *ptm_bin_at(ptm_arena_t *a, unsigned i)
 {
     return (ptm_chunk_t *)((char *)&a->bins[2 * i] - offsetof(ptm_chunk_t, fd));
 }
+/* Integrity checks on the links of free chunks, made before a link is
+ * followed, so that one rewritten with data stops ptm with a message rather
+ * than a fault.  fd and bk lead to chunks (16-aligned) or bin heads (8-aligned
+ * inside the arena); the nextsize links lead to chunks whose opposite link
+ * leads back. */
+PTM_INLINE int ptm_link_ok(const ptm_chunk_t *u) { return u != NULL && ((uintptr_t)u & 7) == 0; }
+PTM_INLINE int ptm_fd_nextsize_ok(const ptm_chunk_t *p)
+{
+    const ptm_chunk_t *u = p->fd_nextsize;
+    return u != NULL && !ptm_misaligned(u) && u->bk_nextsize == p;
+}
+PTM_INLINE int ptm_bk_nextsize_ok(const ptm_chunk_t *p)
+{
+    const ptm_chunk_t *u = p->bk_nextsize;
+    return u != NULL && !ptm_misaligned(u) && u->fd_nextsize == p;
+}
+
 PTM_INLINE int ptm_in_smallbin_range(size_t sz) { return sz < PTM_MIN_LARGE_SIZE; }
 PTM_INLINE unsigned ptm_small_index(size_t sz) { return (unsigned)(sz >> 4); }
 /* Four bins per doubling from 1 KiB to 32 MiB, then one each for [32, 64) MiB,
@@ -237,8 +254,9 @@ void ptm_arena_init(ptm_arena_t *a);
  * corrupt. */
 void ptm_unlink(ptm_arena_t *a, ptm_chunk_t *p);
 /* Puts a free chunk (P of its successor already clear, foot written) at the
- * front of the unsorted bin. */
-void ptm_unsorted_push(ptm_arena_t *a, ptm_chunk_t *p, size_t size);
+ * front of the unsorted bin; aborts with corrupt_msg if the bin's list is
+ * corrupt. */
+void ptm_unsorted_push(ptm_arena_t *a, ptm_chunk_t *p, size_t size, const char *corrupt_msg);
 /* Marks the in-use chunk [p, p + size) free, merges it with free neighbours
  * and top, and puts the result in the unsorted bin (or makes it top).
  * Returns the size of the merged chunk. */

@@ -97,6 +97,13 @@ void ptm_tcache_own_refresh(ptm_tcache_t *tc)
     tc->own_n = __atomic_load_n(&a->own_n, __ATOMIC_RELAXED);
 }
 
+void ptm_tcache_corrupt(const void *next)
+{
+    if (ptm_misaligned(next))
+        ptm_corrupt("malloc(): unaligned tcache chunk detected");
+    ptm_corrupt("malloc(): memory corruption (tcache)");
+}
+
 void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem)
 {
     size_t n = 0;

@@ -98,12 +98,18 @@ PTM_INLINE void *ptm_tcache_mangle(const void *slot, const void *next)
     return (void *)(((uintptr_t)slot >> 12) ^ (uintptr_t)next);
 }
 
+/* Aborts for a cached chunk whose link (next, unmangled) or size is
+ * corrupt. */
+PTM_NORETURN PTM_COLD void ptm_tcache_corrupt(const void *next);
+
+/* Takes e, the head of bin i: its link must be aligned and its size (the word
+ * before it) must be the bin's. */
 PTM_INLINE void *ptm_tcache_pop(ptm_tcache_t *tc, size_t i, void *e)
 {
     void **w = e;
     void *next = ptm_tcache_mangle(e, w[0]);
-    if (ptm_unlikely(ptm_misaligned(next)))
-        ptm_corrupt("malloc(): unaligned tcache chunk detected");
+    if (ptm_unlikely(ptm_misaligned(next) || (((size_t *)e)[-1] >> 4) != i))
+        ptm_tcache_corrupt(next);
     tc->heads[i] = next;
     tc->room[i]++;
     w[1] = NULL;

@@ -1084,16 +1084,27 @@ Test(faults, stack_alloc_reuses_cached_stacks_when_mmap_fails)
 
 /* A block at the end of the arena's newest segment is dirtied and shrunk to
  * a few bytes: the freed tail joins top, which is trimmed (the segment stays,
- * held by the block); calloc then takes the same memory back. */
+ * held by the block); calloc then takes the same memory back.  With lock
+ * set, the block's pages are mlocked meanwhile (if the limit allows). */
+struct dirty_trim {
+    size_t n;
+    int lock, locked;
+    void *kept;
+};
+
 static void *call_dirty_trim_calloc(void *arg)
 {
-    size_t n = (size_t)arg;
-    unsigned char *p = malloc(n);
+    struct dirty_trim *d = arg;
+    unsigned char *p = malloc(d->n);
     if (p == NULL)
         return NULL;
-    memset(p, 0xa5, n);
-    sink = realloc(p, 64);
-    return calloc(1, n);
+    memset(p, 0xa5, d->n);
+    d->locked = d->lock && mlock(p, d->n) == 0;
+    d->kept = realloc(p, 64);
+    unsigned char *m = calloc(1, d->n);
+    if (d->locked)
+        munlock(p, d->n);
+    return m;
 }
 
 Test(faults, madvise_refused_trim_keeps_calloc_zeroed)
@@ -1103,15 +1114,15 @@ Test(faults, madvise_refused_trim_keeps_calloc_zeroed)
     struct worker w;
     worker_start(&w);
     in_worker(&w, call_set_thresholds, NULL, NULL);
-    size_t n = 2 * MiB;
+    struct dirty_trim d = {2 * MiB, 0, 0, NULL};
     ptm_os_faults.purge_fail = 1;
-    unsigned char *m = in_worker(&w, call_dirty_trim_calloc, (void *)n, NULL);
+    unsigned char *m = in_worker(&w, call_dirty_trim_calloc, &d, NULL);
     faults_clear();
     cr_assert_not_null(m);
     cr_assert(ptm_non_main(chunk_of(m)), "not from the thread's heap");
-    cr_assert(all_zero(m, n), "calloc returned dirty memory after a failed madvise (thread heap)");
+    cr_assert(all_zero(m, d.n), "calloc returned dirty memory after a failed madvise (thread heap)");
     in_worker(&w, call_free, m, NULL);
-    in_worker(&w, call_free, sink, NULL);
+    in_worker(&w, call_free, d.kept, NULL);
     worker_settle(&w);
 
     /* The main arena on a segment it mapped, brk refused. */
@@ -1120,52 +1131,35 @@ Test(faults, madvise_refused_trim_keeps_calloc_zeroed)
     ptm_os_faults.mmap_fail_after = -1;
     ptm_os_faults.purge_fail = 1;
     mallopt(M_MMAP_THRESHOLD, (int)(32 * MiB));
-    m = call_dirty_trim_calloc((void *)n);
+    m = call_dirty_trim_calloc(&d);
     faults_clear();
     cr_assert_not_null(m);
     cr_assert(!in_brk_heap(m) && !ptm_non_main(chunk_of(m)), "not from a mapped main-arena segment");
-    cr_assert(all_zero(m, n), "calloc returned dirty memory after a failed madvise (main arena)");
+    cr_assert(all_zero(m, d.n), "calloc returned dirty memory after a failed madvise (main arena)");
     free(m);
-    free(sink);
+    free(d.kept);
     worker_stop(&w);
     release();
     settle();
 }
 
-/* The same with pages really locked, where the kernel refuses MADV_DONTNEED
- * by itself. */
-static void *call_locked_trim_calloc(void *arg)
-{
-    size_t n = (size_t)arg;
-    unsigned char *p = malloc(n);
-    if (p == NULL)
-        return NULL;
-    memset(p, 0xa5, n);
-    if (mlock(p, n) != 0)
-        return p; /* not allowed here: the test is skipped */
-    sink = realloc(p, 64);
-    unsigned char *m = calloc(1, n);
-    munlock(p, n);
-    return m;
-}
-
 Test(faults, madvise_refused_on_locked_pages_keeps_calloc_zeroed)
 {
+    /* The same with the pages really locked: the kernel refuses by itself. */
     struct worker w;
     worker_start(&w);
     in_worker(&w, call_set_thresholds, NULL, NULL);
-    size_t n = 2 * MiB;
-    sink = NULL;
-    unsigned char *m = in_worker(&w, call_locked_trim_calloc, (void *)n, NULL);
+    struct dirty_trim d = {2 * MiB, 1, 0, NULL};
+    unsigned char *m = in_worker(&w, call_dirty_trim_calloc, &d, NULL);
     cr_assert_not_null(m);
-    if (sink == NULL) {
+    in_worker(&w, call_free, d.kept, NULL);
+    if (!d.locked) {
         in_worker(&w, call_free, m, NULL);
         worker_stop(&w);
-        cr_skip_test("mlock of %zu bytes not allowed (RLIMIT_MEMLOCK)", n);
+        cr_skip_test("mlock of %zu bytes not allowed (RLIMIT_MEMLOCK)", d.n);
     }
-    cr_assert(all_zero(m, n), "calloc returned dirty memory from locked pages");
+    cr_assert(all_zero(m, d.n), "calloc returned dirty memory from locked pages");
     in_worker(&w, call_free, m, NULL);
-    in_worker(&w, call_free, sink, NULL);
     worker_settle(&w);
     worker_stop(&w);
 }

@@ -47,6 +47,7 @@ static int run_child(void (*misuse)(void), char *buf, size_t cap)
         dup2(fds[1], 2);
         close(fds[0]);
         signal(SIGABRT, SIG_DFL);
+        alarm(20); /* a misuse that hangs ptm fails too */
         misuse();
         _exit(0); /* not detected */
     }
@@ -135,13 +136,17 @@ static void double_free_fast_through_cache(void)
     free(a);
 }
 
-static void double_free_small(void)
+/* An arena block of n bytes, too big for the cache and the fastbins, freed
+ * twice with the block after it in use. */
+static void double_free_sized(size_t n)
 {
-    void *a = malloc(2000), *b = malloc(2000);
+    void *a = malloc(n), *b = malloc(n);
     sink = b;
     free(a);
     free(a);
 }
+
+static void double_free_small(void) { double_free_sized(2000); }
 
 Test(misuse, double_free_in_the_thread_cache)
 {
@@ -325,8 +330,11 @@ static void cache_link_poisoned(void)
     void *a = malloc(64), *b = malloc(64);
     free(a);
     free(b);
-    /* A use after free rewrites b's link to a forged, unmangled pointer. */
-    ((uintptr_t *)b)[0] = (uintptr_t)a + 8;
+    /* A use after free rewrites b's link to a forged, unmangled pointer.
+     * Demangled, it is misaligned unless its low four bits equal those of
+     * b >> 12 (one layout in 16): then forge another. */
+    uintptr_t forged = (uintptr_t)a + ((((uintptr_t)b >> 12) & 15) == 8 ? 4 : 8);
+    ((uintptr_t *)b)[0] = forged;
     sink = malloc(64);
     sink = malloc(64);
 }
@@ -337,7 +345,9 @@ static void fastbin_link_poisoned(void)
     void *a = malloc(64), *b = malloc(64);
     free(a);
     free(b);
-    ((uintptr_t *)b)[0] = (uintptr_t)a + 8;
+    /* Forged as for the thread cache (the link is mangled the same way). */
+    uintptr_t forged = (uintptr_t)a + ((((uintptr_t)b >> 12) & 15) == 8 ? 4 : 8);
+    ((uintptr_t *)b)[0] = forged;
     sink = malloc(64);
     sink = malloc(64);
 }
@@ -512,6 +522,604 @@ Test(misuse, check_level_0_skips_the_double_free_search)
 {
     expect_abort(double_free_cached, "free(): double free detected in tcache 2");
     expect_no_abort(double_free_unchecked);
+}
+
+/* ---- the layouts the cases below build ---- */
+
+/* The word k of a block's user memory: in a free chunk, k = 0 is fd, 1 bk,
+ * 2 fd_nextsize, 3 bk_nextsize. */
+__attribute__((noinline)) static uintptr_t *link_word(void *mem, int k)
+{
+    return (uintptr_t *)mem + k;
+}
+
+/* A block of n bytes carved from the top of the calling thread's arena, so
+ * that the next block carved follows it.  Blocks that came from a bin
+ * instead are left allocated.  The first block of a layout may follow a
+ * fastbin chunk, which a consolidation would merge with it: layouts start
+ * with a guard. */
+static void *from_top(size_t n)
+{
+    for (int i = 0; i < 100000; i++) {
+        void *p = malloc(n);
+        ptm_chunk_t *c = (ptm_chunk_t *)chunk_word(p, 0);
+        if (ptm_next_chunk(c) == ptm_arena_of(c)->top)
+            return p;
+    }
+    _exit(4); /* not what the test wanted: fails as "not stopped by abort" */
+}
+
+/* A fake chunk in memory the program owns (not from the heap: allocating
+ * it would disturb the bins), for forged links to point at; its links point
+ * at itself, so it never passes for a neighbour. */
+static ptm_chunk_t *fake_chunk(void)
+{
+    static _Alignas(16) ptm_chunk_t fake[16];
+    ptm_chunk_t *f = &fake[0];
+    f->size = 0x100 | 1;
+    f->fd = f->bk = f->fd_nextsize = f->bk_nextsize = f;
+    return f;
+}
+
+/* Sorts the unsorted bin into the small and large bins: a request that
+ * nothing free can serve comes from top after the scan. */
+static void sort_bins(void)
+{
+    sink = malloc(60000);
+}
+
+/* Takes chunks of n bytes until the one under test comes out of its bin:
+ * older ones of that size may be before it. */
+static void take_all(size_t n)
+{
+    for (int i = 0; i < 1000; i++)
+        sink = malloc(n);
+}
+
+/* Runs fn(arg) in a new thread (with an arena of its own) and waits for
+ * it. */
+static void in_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, fn, arg) != 0)
+        _exit(5);
+    pthread_join(t, NULL);
+}
+
+/* The block is in a secondary arena, or the case is void. */
+static void need_thread_arena(void *mem)
+{
+    if (!ptm_non_main((ptm_chunk_t *)chunk_word(mem, 0)))
+        _exit(6);
+}
+
+/* ---- double frees of chunks too big for the cache and the fastbins ---- */
+
+static void double_free_large_in_its_bin(void)
+{
+    sink = from_top(3000);
+    void *a = from_top(3000), *g = from_top(3000);
+    sink = g;
+    free(a);
+    sort_bins(); /* a leaves the unsorted bin for its large bin */
+    free(a);
+}
+
+static void double_free_large_merged_into_top(void)
+{
+    void *a = from_top(3000);
+    free(a);
+    free(a);
+}
+
+static void double_free_large_merged_with_its_predecessor(void)
+{
+    void *x = from_top(3000), *a = from_top(3000), *g = from_top(3000);
+    sink = g;
+    free(x);
+    free(a); /* a joins x */
+    free(a);
+}
+
+/* Big enough to merge the fastbins and consider trimming on free. */
+static void double_free_huge_arena_chunk(void) { double_free_sized(100000); }
+
+Test(misuse, double_free_of_a_large_chunk_in_its_bin)
+{
+    expect_abort(double_free_large_in_its_bin, "double free or corruption (!prev)");
+}
+Test(misuse, double_free_of_a_large_chunk_merged_into_top)
+{
+    expect_abort(double_free_large_merged_into_top, "double free or corruption (top)");
+}
+Test(misuse, double_free_of_a_large_chunk_merged_with_its_predecessor)
+{
+    expect_abort(double_free_large_merged_with_its_predecessor, "double free or corruption (!prev)");
+}
+Test(misuse, double_free_of_a_huge_arena_chunk)
+{
+    expect_abort(double_free_huge_arena_chunk, "double free or corruption (!prev)");
+}
+
+/* ---- double frees in a thread's arena ---- */
+
+static void *thread_double_free_large(void *arg)
+{
+    (void)arg;
+    void *a = from_top(3000), *g = from_top(3000);
+    need_thread_arena(a);
+    sink = g;
+    free(a);
+    free(a);
+    return NULL;
+}
+
+/* The a-b-a pattern, in the thread cache, or (cache NULL) in a fastbin. */
+static void *thread_double_free_aba(void *cache)
+{
+    if (cache == NULL)
+        no_thread_cache();
+    void *a = malloc(40), *b = malloc(40);
+    need_thread_arena(a);
+    free(a);
+    free(b);
+    free(a);
+    return NULL;
+}
+
+static void *thread_alloc_large(void *arg)
+{
+    (void)arg;
+    void *a = from_top(3000);
+    need_thread_arena(a);
+    sink = from_top(3000);
+    return a;
+}
+
+static void double_free_large_in_thread(void) { in_thread(thread_double_free_large, NULL); }
+static void double_free_cached_in_thread(void) { in_thread(thread_double_free_aba, (void *)1); }
+static void double_free_fast_in_thread(void) { in_thread(thread_double_free_aba, NULL); }
+
+static void double_free_of_an_exited_threads_chunk(void)
+{
+    /* The thread is gone; its arena (and the chunk) live on. */
+    pthread_t t;
+    void *a;
+    if (pthread_create(&t, NULL, thread_alloc_large, NULL) != 0 || pthread_join(t, &a) != 0)
+        _exit(5);
+    free(a);
+    free(a);
+}
+
+Test(misuse, double_free_of_a_large_chunk_in_a_thread_arena)
+{
+    expect_abort(double_free_large_in_thread, "double free or corruption (!prev)");
+}
+Test(misuse, double_free_of_a_cached_chunk_in_a_thread_arena)
+{
+    expect_abort(double_free_cached_in_thread, "free(): double free detected in tcache 2");
+}
+Test(misuse, double_free_of_a_fast_chunk_in_a_thread_arena)
+{
+    expect_abort(double_free_fast_in_thread, "free(): double free detected in fastbin");
+}
+Test(misuse, double_free_of_an_exited_threads_chunk)
+{
+    expect_abort(double_free_of_an_exited_threads_chunk, "double free or corruption (!prev)");
+}
+
+/* ---- small-bin lists ---- */
+
+/* A free chunk of a small size (above the fastbins) in its small bin, with
+ * blocks in use on both sides. */
+static void *in_small_bin(size_t n)
+{
+    no_thread_cache();
+    void *before = from_top(n), *p = from_top(n), *after = from_top(n);
+    sink = before;
+    sink = after;
+    free(p);
+    sort_bins();
+    return p;
+}
+
+static void smallbin_bk_forged(void)
+{
+    void *p = in_small_bin(200);
+    *link_word(p, 1) = (uintptr_t)fake_chunk();
+    take_all(200);
+}
+
+static void smallbin_fd_forged_then_taken_second(void)
+{
+    /* Two chunks in the bin: the one taken first is checked against the
+     * other's forward link. */
+    no_thread_cache();
+    sink = from_top(200);
+    void *p = from_top(200), *g = from_top(200), *q = from_top(200), *g2 = from_top(200);
+    sink = g;
+    sink = g2;
+    free(p);
+    free(q);
+    sort_bins(); /* bin: q (front), p (back, taken first) */
+    *link_word(q, 0) = (uintptr_t)fake_chunk();
+    take_all(200);
+}
+
+static void smallbin_links_overwritten_with_data(void)
+{
+    /* A use after free writes plain data over both links. */
+    char *p = in_small_bin(200);
+    memcpy(p, "use after free!!", 16);
+    take_all(200);
+}
+
+static void smallbin_fd_forged_then_merged(void)
+{
+    /* Its neighbour is freed and merges with it: unlink checks the links. */
+    no_thread_cache();
+    void *q = from_top(200), *p = from_top(200), *g = from_top(200);
+    sink = g;
+    free(p);
+    sort_bins();
+    *link_word(p, 0) = (uintptr_t)fake_chunk();
+    free(q);
+}
+
+Test(misuse, small_bin_back_link_forged)
+{
+    expect_abort(smallbin_bk_forged, "malloc(): smallbin double linked list corrupted");
+}
+Test(misuse, small_bin_forward_link_forged)
+{
+    expect_abort(smallbin_fd_forged_then_taken_second, "malloc(): smallbin double linked list corrupted");
+}
+Test(misuse, small_bin_links_overwritten_with_data)
+{
+    expect_abort(smallbin_links_overwritten_with_data, "malloc(): smallbin double linked list corrupted");
+}
+Test(misuse, small_bin_link_forged_then_merged)
+{
+    expect_abort(smallbin_fd_forged_then_merged, "corrupted double-linked list");
+}
+
+/* ---- large-bin lists ---- */
+
+/* A free chunk of 3000 bytes in its large bin, blocks in use around it;
+ * *before gets the one before it. */
+static void *in_large_bin_after(void **before)
+{
+    void *b = from_top(3000), *p = from_top(3000), *after = from_top(3000);
+    sink = after;
+    free(p);
+    sort_bins();
+    *before = b;
+    return p;
+}
+
+static void *in_large_bin(void)
+{
+    void *before;
+    return in_large_bin_after(&before);
+}
+
+/* The chunk before it is freed and merges with it: unlink checks the
+ * links. */
+static void largebin_link_forged_then_merged(int k)
+{
+    void *before, *p = in_large_bin_after(&before);
+    *link_word(p, k) = (uintptr_t)fake_chunk();
+    free(before);
+}
+
+static void largebin_fd_nextsize_forged_then_merged(void) { largebin_link_forged_then_merged(2); }
+static void largebin_bk_nextsize_forged_then_merged(void) { largebin_link_forged_then_merged(3); }
+static void largebin_bk_forged_then_merged(void) { largebin_link_forged_then_merged(1); }
+
+static void largebin_link_forged(int k)
+{
+    void *p = in_large_bin();
+    *link_word(p, k) = (uintptr_t)fake_chunk();
+    sink = malloc(3000);
+}
+
+static void largebin_fd_forged(void) { largebin_link_forged(0); }
+static void largebin_bk_forged(void) { largebin_link_forged(1); }
+static void largebin_fd_nextsize_forged(void) { largebin_link_forged(2); }
+static void largebin_bk_nextsize_forged(void) { largebin_link_forged(3); }
+
+static void largebin_links_overwritten_with_data(void)
+{
+    char *p = in_large_bin();
+    memcpy(p, "a use after free wrote this text", 32);
+    sink = malloc(3000);
+}
+
+/* A second chunk of q_size bytes is sorted into the bin (chunk sizes 2560 to
+ * 3071) of a 3000-byte one whose link k was forged. */
+static void largebin_insert_meets_forged_ring(size_t q_size, int k)
+{
+    sink = from_top(3000);
+    void *p = from_top(3000), *g = from_top(3000), *q = from_top(q_size), *g2 = from_top(3000);
+    sink = g;
+    sink = g2;
+    free(p);
+    sort_bins();
+    free(q);
+    *link_word(p, k) = (uintptr_t)fake_chunk();
+    sort_bins();
+}
+
+/* Smaller: it goes at the end of the ring, behind p's bk_nextsize. */
+static void largebin_insert_smaller(void) { largebin_insert_meets_forged_ring(2600, 3); }
+/* Larger: it goes at the start, before p, whose links are checked. */
+static void largebin_insert_larger(void) { largebin_insert_meets_forged_ring(3040, 2); }
+/* Smaller, behind p, the last in the list, whose forward link was forged. */
+static void largebin_insert_behind_forged_link(void) { largebin_insert_meets_forged_ring(2600, 0); }
+
+Test(misuse, large_bin_forward_link_forged)
+{
+    expect_abort(largebin_fd_forged, "corrupted double-linked list");
+}
+Test(misuse, large_bin_back_link_forged)
+{
+    expect_abort(largebin_bk_forged, "corrupted double-linked list");
+}
+Test(misuse, large_bin_next_size_link_forged)
+{
+    /* The best-fit walk along the size ring meets it first. */
+    expect_abort(largebin_fd_nextsize_forged, "malloc(): largebin double linked list corrupted (nextsize)");
+}
+Test(misuse, large_bin_next_size_link_forged_then_merged)
+{
+    expect_abort(largebin_fd_nextsize_forged_then_merged, "corrupted double-linked list (not small)");
+}
+Test(misuse, large_bin_previous_size_link_forged_then_merged)
+{
+    expect_abort(largebin_bk_nextsize_forged_then_merged, "corrupted double-linked list (not small)");
+}
+Test(misuse, large_bin_back_link_forged_then_merged)
+{
+    expect_abort(largebin_bk_forged_then_merged, "corrupted double-linked list");
+}
+Test(misuse, large_bin_previous_size_link_forged)
+{
+    expect_abort(largebin_bk_nextsize_forged, "malloc(): largebin double linked list corrupted (nextsize)");
+}
+Test(misuse, large_bin_links_overwritten_with_data)
+{
+    expect_abort(largebin_links_overwritten_with_data, "malloc(): largebin double linked list corrupted (nextsize)");
+}
+Test(misuse, large_bin_insertion_of_a_smaller_chunk_meets_a_forged_ring)
+{
+    expect_abort(largebin_insert_smaller, "malloc(): largebin double linked list corrupted (nextsize)");
+}
+Test(misuse, large_bin_insertion_behind_a_forged_forward_link)
+{
+    expect_abort(largebin_insert_behind_forged_link, "malloc(): largebin double linked list corrupted (bk)");
+}
+Test(misuse, large_bin_insertion_of_a_larger_chunk_meets_a_forged_ring)
+{
+    expect_abort(largebin_insert_larger, "malloc(): largebin double linked list corrupted (nextsize)");
+}
+
+/* ---- the unsorted list ---- */
+
+static void free_meets_corrupted_unsorted_list(void)
+{
+    no_thread_cache();
+    void *a = from_top(200), *g = from_top(200), *b = from_top(200), *g2 = from_top(200);
+    sink = g;
+    sink = g2;
+    free(a);
+    *link_word(a, 1) = (uintptr_t)fake_chunk(); /* a's bk */
+    free(b);
+}
+
+static void malloc_meets_corrupted_unsorted_list(void)
+{
+    /* More chunks in the unsorted bin than one scan sorts: the one left,
+     * newest, has its back link forged; the remainder of a split goes in
+     * front of it. */
+    no_thread_cache();
+    enum { N = 10001 };
+    static void *blk[N];
+    for (int i = 0; i < N; i++) {
+        blk[i] = from_top(200);
+        sink = from_top(8);
+    }
+    for (int i = 0; i < N; i++)
+        free(blk[i]);
+    *link_word(blk[N - 1], 1) = (uintptr_t)fake_chunk();
+    sink = malloc(40);
+}
+
+Test(misuse, free_meets_a_corrupted_unsorted_list)
+{
+    expect_abort(free_meets_corrupted_unsorted_list, "free(): corrupted unsorted chunks");
+}
+Test(misuse, malloc_meets_a_corrupted_unsorted_list)
+{
+    expect_abort(malloc_meets_corrupted_unsorted_list, "malloc(): corrupted unsorted chunks");
+}
+
+/* ---- a size that does not match its bin ---- */
+
+static void cached_chunk_size_overwritten(void)
+{
+    void *p = malloc(40);
+    free(p);
+    *chunk_word(p, 8) = 0x61; /* a 96-byte chunk in the 48-byte bin */
+    sink = malloc(40);
+}
+
+static void fast_chunk_size_overwritten(void)
+{
+    no_thread_cache();
+    void *p = malloc(40);
+    sink = malloc(40);
+    free(p);
+    *chunk_word(p, 8) = 0x61;
+    sink = malloc(40);
+}
+
+static void small_chunk_size_overwritten(void)
+{
+    void *p = in_small_bin(200);
+    *chunk_word(p, 8) = 0x111; /* 272 in the 208-byte bin */
+    take_all(200);
+}
+
+static void unsorted_chunk_size_overwritten_huge(void)
+{
+    no_thread_cache();
+    sink = from_top(200); /* p's predecessor stays in use */
+    void *p = from_top(200);
+    sink = from_top(200);
+    free(p);
+    *chunk_word(p, 8) = ((size_t)1 << 40) | 1;
+    sink = malloc(3000);
+}
+
+static void unsorted_chunk_size_overwritten(void)
+{
+    no_thread_cache();
+    sink = from_top(200);
+    char *p = from_top(200), *g = from_top(200);
+    free(p);
+    /* 272 instead of 208: the "next chunk" lies in g, whose bytes say it
+     * has a plausible size but not p's in its prev_size. */
+    *chunk_word(p, 8) = 0x111;
+    *chunk_word(p, 272) = 0x999;
+    *chunk_word(p, 272 + 8) = 0x31;
+    sink = g;
+    sink = malloc(3000);
+}
+
+/* A 3008-byte chunk in its large bin gets a new size; malloc takes it. */
+static void large_chunk_size_set(size_t size)
+{
+    void *p = in_large_bin();
+    *chunk_word(p, 8) = size;
+    sink = malloc(3000);
+}
+
+static void large_chunk_size_overwritten(void) { large_chunk_size_set(0xc41); }
+static void large_chunk_size_overwritten_with_garbage(void) { large_chunk_size_set(((size_t)1 << 40) | 1); }
+
+Test(misuse, cached_chunk_whose_size_was_overwritten)
+{
+    expect_abort(cached_chunk_size_overwritten, "malloc(): memory corruption (tcache)");
+}
+Test(misuse, fastbin_chunk_whose_size_was_overwritten)
+{
+    expect_abort(fast_chunk_size_overwritten, "malloc(): memory corruption (fast)");
+}
+Test(misuse, small_bin_chunk_whose_size_was_overwritten)
+{
+    expect_abort(small_chunk_size_overwritten, "malloc(): memory corruption (small)");
+}
+Test(misuse, unsorted_chunk_whose_size_was_overwritten_with_garbage)
+{
+    expect_abort(unsorted_chunk_size_overwritten_huge, "malloc(): invalid size (unsorted)");
+}
+Test(misuse, unsorted_chunk_whose_size_was_overwritten)
+{
+    expect_abort(unsorted_chunk_size_overwritten, "malloc(): mismatching next->prev_size (unsorted)");
+}
+Test(misuse, large_bin_chunk_whose_size_was_overwritten)
+{
+    expect_abort(large_chunk_size_overwritten, "corrupted size vs. prev_size");
+}
+Test(misuse, large_bin_chunk_whose_size_was_overwritten_with_garbage)
+{
+    expect_abort(large_chunk_size_overwritten_with_garbage, "corrupted size vs. prev_size");
+}
+
+/* ---- size against the next chunk's prev_size when chunks merge ---- */
+
+/* A free chunk x of 1000 bytes (its bytes 0x11) and, next to it, a block
+ * of n bytes in use: after x, or before it; guards around both.  With the
+ * thread cache off, a block of 40 bytes is then freed into a fastbin. */
+static char *next_to_free_chunk(size_t n, int after, char **x)
+{
+    no_thread_cache();
+    sink = from_top(200);
+    char *b;
+    if (after) {
+        *x = from_top(1000);
+        b = from_top(n);
+    } else {
+        b = from_top(n);
+        *x = from_top(1000);
+    }
+    sink = from_top(200);
+    memset(*x, 0x11, 1000);
+    free(*x);
+    return b;
+}
+
+/* In that layout, rewrites the word at offset off of x's chunk (in_x) or
+ * of the block's, then frees the block: a 40-byte one goes to a fastbin
+ * first (rewriting x's size earlier would stop that free) and a large
+ * request merges the fastbins. */
+static void rewrite_then_merge(size_t n, int after, int in_x, long off, size_t value)
+{
+    char *x, *b = next_to_free_chunk(n, after, &x);
+    int fast = n <= 100;
+    if (fast)
+        free(b);
+    *chunk_word(in_x ? x : b, off) = value;
+    if (fast)
+        sink = malloc(5000);
+    else
+        free(b);
+}
+
+/* A use after free of x rewrites the boundary tag the next block reads. */
+static void merge_backward_prev_size_forged(void) { rewrite_then_merge(200, 1, 0, 0, 0x200); }
+/* x's own size is rewritten (an overflow from before it). */
+static void merge_backward_size_forged(void) { rewrite_then_merge(200, 1, 1, 8, 0x501); }
+static void merge_backward_prev_size_garbage(void) { rewrite_then_merge(200, 1, 0, 0, 0x4141414141414140); }
+/* x's boundary tag, read when the block before x merges with it. */
+static void merge_forward_prev_size_forged(void) { rewrite_then_merge(200, 0, 1, 1008, 0x999); }
+/* The boundary tag between x and the fastbin chunk after it. */
+static void consolidate_prev_size_forged(void) { rewrite_then_merge(40, 1, 0, 0, 0x200); }
+/* Merging the fastbin chunk before x must not read memory by x's size. */
+static void consolidate_meets_garbage_size(void) { rewrite_then_merge(40, 0, 1, 8, ((size_t)1 << 40) | 1); }
+/* x's back link, in the unsorted bin the consolidation pushes onto. */
+static void consolidate_meets_corrupted_unsorted_list(void)
+{
+    rewrite_then_merge(40, 1, 1, 24, (uintptr_t)fake_chunk());
+}
+
+Test(misuse, merge_with_a_free_predecessor_whose_boundary_tag_was_forged)
+{
+    expect_abort(merge_backward_prev_size_forged, "corrupted size vs. prev_size while consolidating");
+}
+Test(misuse, merge_with_a_free_predecessor_whose_size_was_forged)
+{
+    expect_abort(merge_backward_size_forged, "corrupted size vs. prev_size while consolidating");
+}
+Test(misuse, merge_with_a_free_successor_whose_boundary_tag_was_forged)
+{
+    expect_abort(merge_forward_prev_size_forged, "corrupted size vs. prev_size");
+}
+Test(misuse, fastbin_consolidation_meets_a_forged_boundary_tag)
+{
+    expect_abort(consolidate_prev_size_forged, "corrupted size vs. prev_size while consolidating");
+}
+Test(misuse, fastbin_consolidation_meets_a_garbage_size)
+{
+    expect_abort(consolidate_meets_garbage_size, "malloc_consolidate(): invalid next size");
+}
+Test(misuse, fastbin_consolidation_meets_a_corrupted_unsorted_list)
+{
+    expect_abort(consolidate_meets_corrupted_unsorted_list, "malloc_consolidate(): corrupted unsorted chunks");
+}
+Test(misuse, merge_with_a_free_predecessor_whose_boundary_tag_is_garbage)
+{
+    expect_abort(merge_backward_prev_size_garbage, "corrupted size vs. prev_size while consolidating");
 }
 
 /* ---- no false alarm: the key value as the program's own data ---- */
