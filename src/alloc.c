@@ -123,6 +123,8 @@ static void *scan_unsorted(ptm_arena_t *a, size_t nb)
         unsorted->bk = bck;
         bck->fd = unsorted;
         if (size == nb) {
+            if (v == a->last_remainder)
+                a->last_remainder = NULL;
             ptm_set_inuse_at(v, size);
             return ptm_chunk2mem(v);
         }
@@ -176,6 +178,23 @@ static void *next_bin_fit(ptm_arena_t *a, unsigned i, size_t nb)
     return NULL;
 }
 
+/* Splits a chunk of nb bytes off the front of top, or returns NULL if top
+ * would be left smaller than a chunk. */
+static void *split_top(ptm_arena_t *a, size_t nb)
+{
+    ptm_chunk_t *top = a->top;
+    size_t size = ptm_csize(top);
+    if (ptm_unlikely(size > a->system_mem))
+        ptm_corrupt("malloc(): corrupted top size");
+    if (size < nb + PTM_MIN_CHUNK)
+        return NULL;
+    ptm_chunk_t *r = ptm_chunk_at(top, nb);
+    ptm_set_head(top, nb | PTM_PREV_INUSE | a->chunk_flag);
+    ptm_set_head(r, (size - nb) | PTM_PREV_INUSE | a->chunk_flag);
+    a->top = r;
+    return ptm_chunk2mem(top);
+}
+
 static void *arena_malloc(ptm_arena_t *a, size_t nb)
 {
     if (nb <= ptm_params.max_fast) {
@@ -222,17 +241,9 @@ static void *arena_malloc(ptm_arena_t *a, size_t nb)
         if (m != NULL)
             return m;
 
-        ptm_chunk_t *top = a->top;
-        size_t size = ptm_csize(top);
-        if (ptm_unlikely(size > a->system_mem))
-            ptm_corrupt("malloc(): corrupted top size");
-        if (size >= nb + PTM_MIN_CHUNK) {
-            ptm_chunk_t *r = ptm_chunk_at(top, nb);
-            ptm_set_head(top, nb | PTM_PREV_INUSE | a->chunk_flag);
-            ptm_set_head(r, (size - nb) | PTM_PREV_INUSE | a->chunk_flag);
-            a->top = r;
-            return ptm_chunk2mem(top);
-        }
+        m = split_top(a, nb);
+        if (m != NULL)
+            return m;
         if (!a->have_fast)
             return ptm_sysmalloc(a, nb);
         ptm_consolidate(a);
@@ -241,15 +252,21 @@ static void *arena_malloc(ptm_arena_t *a, size_t nb)
 
 void *ptm_arena_malloc(ptm_arena_t *a, size_t nb)
 {
-    /* Memory freed and taken again is not what purging is for: the count
-     * of bytes freed since the last purge is paid back as they are reused. */
-    if (nb >= 4096)
-        a->dirty = a->dirty > nb ? a->dirty - nb : 0;
+    if (nb >= PTM_DIRTY_MIN_CHUNK)
+        ptm_dirty_reused(a, nb);
     else if (ptm_unlikely(ptm_purge_due(a)))
         ptm_maybe_purge(a);
     void *m = arena_malloc(a, nb);
     if (m != NULL && !ptm_is_mmapped(ptm_mem2chunk(m)))
         ptm_in_use_add(a, ptm_csize(ptm_mem2chunk(m)));
+    return m;
+}
+
+void *ptm_arena_carve_top(ptm_arena_t *a, size_t nb)
+{
+    void *m = split_top(a, nb);
+    if (m != NULL)
+        ptm_in_use_add(a, nb);
     return m;
 }
 
@@ -289,7 +306,7 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
     if (ptm_unlikely(ptm_csize(next) < PTM_FENCEPOST || ptm_csize(next) >= a->system_mem))
         ptm_corrupt("free(): invalid next size (normal)");
 
-    if (size >= 4096) {
+    if (size >= PTM_DIRTY_MIN_CHUNK) {
         a->dirty += size;
         if (ptm_unlikely(ptm_purge_due(a)))
             ptm_maybe_purge(a);

@@ -1,7 +1,9 @@
 /* api.c: the exported allocation functions.  malloc and free are small
  * inline fast paths over the thread cache with one unlikely branch each to a
- * PTM_NOINLINE slow path; everything else checks and converts its arguments,
- * picks the arena, and holds its lock around one call into the arena code.
+ * PTM_NOINLINE slow path, and so is realloc's growth of a small block (which
+ * also grows in place when top follows it); everything else checks and
+ * converts its arguments, picks the arena, and holds its lock around one call
+ * into the arena code.
  * Failure is NULL with errno ENOMEM.  Chunks with their own mapping are
  * handled without any lock.  No initialisation depends on constructors: the
  * dynamic loader and libc may allocate before any runs.
@@ -55,13 +57,10 @@ static ptm_chunk_t *owned_chunk(void *mem, const char *who)
     return p;
 }
 
-/* owned_chunk, first trying free's test for the thread's own arena. */
-PTM_INLINE ptm_chunk_t *owned_chunk_fast(ptm_tcache_t *tc, void *mem, const char *who)
-{
-    if (ptm_likely(ptm_tcache_owns(tc, mem)))
-        return ptm_mem2chunk(mem);
-    return owned_chunk(mem, who);
-}
+/* The client requests themselves, out of line: inlined, each would give
+ * its caller a stack frame for the request's arguments. */
+static PTM_NOINLINE void track_internal_begin(void) { PTM_TRACK_INTERNAL_BEGIN(); }
+static PTM_NOINLINE void track_internal_end(void) { PTM_TRACK_INTERNAL_END(); }
 
 /* The usable bytes of chunk p, as malloc_usable_size. */
 PTM_INLINE size_t chunk_usable(const ptm_chunk_t *p)
@@ -418,7 +417,7 @@ static void *move_mapped(ptm_chunk_t *p, size_t n)
     return m;
 }
 
-static void *realloc_mapped(ptm_chunk_t *p, size_t n, size_t nb)
+static PTM_NOINLINE void *realloc_mapped(ptm_chunk_t *p, size_t n, size_t nb)
 {
     /* A block that shrank well below the threshold goes back to the heap
      * rather than keep a mapping of its own; with no heap memory for it, a
@@ -444,61 +443,127 @@ static void *realloc_mapped(ptm_chunk_t *p, size_t n, size_t nb)
     return move_mapped(p, n);
 }
 
-/* Resizes an arena chunk in its own arena, or moves it to another arena's
- * memory when that one has none left.  A small block that grows moves
- * through the thread cache without taking a lock; shrinking stays in place,
- * as glibc's does. */
-static void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb)
+/* Moves arena chunk p, which grows, to a new block of n bytes through
+ * malloc and free (and so through the thread cache, taking no lock when
+ * that has a chunk of the new size and room for the old one). */
+static PTM_NOINLINE void *move_heap(ptm_tcache_t *tc, ptm_chunk_t *p, size_t n)
 {
-    size_t size = ptm_csize(p);
-    if (nb <= size && size - nb < PTM_MIN_CHUNK && ptm_likely(ptm_inuse(p)))
-        return ptm_chunk2mem(p); /* nothing to split off */
-    if (nb > size && nb <= PTM_TCACHE_MAX_SIZE) {
-        void *m = malloc_impl(&ptm_tcache, n);
-        if (m == NULL)
-            return NULL;
-        size_t keep = size - PTM_WORD;
-        copy_block(m, ptm_chunk2mem(p), keep < n ? keep : n);
-        free_impl(&ptm_tcache, ptm_chunk2mem(p));
-        return m;
-    }
-    void *mem = ptm_chunk2mem(p);
-    ptm_arena_t *a = ptm_arena_of_checked(p);
-    int track = ptm_track_begin();
-    ptm_lock(&a->lock);
-    void *m = ptm_arena_realloc(a, p, nb);
-    ptm_verify_arena(a);
-    ptm_unlock(&a->lock);
-    ptm_track_end(track);
-    if (m != NULL) {
-        if (track && m != mem)
-            track_move(mem, m, n);
-        return m;
-    }
-    m = malloc_impl(&ptm_tcache, n);
+    void *m = malloc_impl(tc, n);
     if (m == NULL)
-        return NULL;
+        return fail_enomem();
     copy_block(m, ptm_chunk2mem(p), ptm_csize(p) - PTM_WORD);
-    free_impl(&ptm_tcache, ptm_chunk2mem(p));
+    free_impl(tc, ptm_chunk2mem(p));
     return m;
 }
 
-static void *realloc_chunk(ptm_chunk_t *p, size_t n)
+/* p, about to be resized in place, carries the cache key in its second word:
+ * if it sits in the thread cache or its arena's fastbin, the program freed
+ * it, and realloc aborts as a second free would. */
+static PTM_NOINLINE void check_not_freed(ptm_chunk_t *p)
 {
-    size_t nb = ptm_request2size(n);
-    return ptm_is_mmapped(p) ? realloc_mapped(p, n, nb) : realloc_heap(p, n, nb);
+    ptm_tcache_t *tc = &ptm_tcache;
+    size_t size = ptm_csize(p);
+    if (tc->max_count != 0)
+        ptm_tcache_check_double_free(tc, size >> 4, ptm_chunk2mem(p));
+    if (size <= ptm_params.max_fast) {
+        ptm_arena_t *a = ptm_arena_of(p);
+        ptm_lock(&a->lock);
+        ptm_fastbin_check_double_free(a, ptm_fast_index(size), p);
+        ptm_unlock(&a->lock);
+    }
 }
 
-/* realloc under memcheck, reading headers inside an internal run.  The
- * block keeps its registration when it stays in place. */
+/* Moves arena chunk p, which could not be resized in place, to a new chunk
+ * for n bytes; entered with the lock of p's arena a held (and memcheck told
+ * if track), which it releases.  The new chunk comes from a, or, when a has
+ * no memory left, from malloc (another arena).  A small old chunk goes to
+ * the thread cache after the lock is released; a larger one back to a under
+ * the lock already held. */
+static PTM_NOINLINE void *move_locked(ptm_chunk_t *p, size_t n, int track)
+{
+    ptm_tcache_t *tc = &ptm_tcache;
+    ptm_arena_t *a = ptm_arena_of(p);
+    void *mem = ptm_chunk2mem(p);
+    size_t size = ptm_csize(p);
+    int to_cache = tc->max_count != 0 && size <= PTM_TCACHE_MAX_SIZE;
+    void *m = ptm_arena_malloc(a, ptm_request2size(n));
+    if (m != NULL && !to_cache) {
+        memcpy(m, mem, size - PTM_WORD);
+        ptm_arena_free(a, p);
+    }
+    ptm_assert_expensive(ptm_check_arena(a) > 0);
+    ptm_unlock(&a->lock);
+    ptm_track_end(track);
+    if (m == NULL)
+        return move_heap(tc, p, n);
+    if (to_cache) {
+        /* With a thread cache, memcheck is not watching. */
+        memcpy(m, mem, size - PTM_WORD);
+        free_impl(tc, mem);
+    } else if (track) {
+        track_move(mem, m, n);
+    }
+    return m;
+}
+
+/* move_locked as a ptm_realloc_move_fn, for realloc without memcheck (any n
+ * of chunk size nb: nb - PTM_WORD needs the same chunk). */
+static void *move_untracked(ptm_chunk_t *p, size_t nb)
+{
+    return move_locked(p, nb - PTM_WORD, 0);
+}
+
+/* The chunk after arena chunk p (of size `size`) is its arena's top, as far
+ * as can be told without the arena's lock: a hint, which
+ * ptm_realloc_in_place checks under it. */
+PTM_INLINE int top_follows(const ptm_arena_t *a, const ptm_chunk_t *p, size_t size)
+{
+    return ptm_chunk_at(p, size) == __atomic_load_n(&a->top, __ATOMIC_RELAXED);
+}
+
+/* Resizes arena chunk p to chunk size nb for n bytes, the arguments checked:
+ * in place when its neighbours allow (shrinking, as glibc does, or growing
+ * into top or a free successor: no copy), else by moving it, under one hold
+ * of the lock of p's arena.  A small block that grows with no top after it
+ * moves through the thread cache instead, as in realloc's fast path.
+ * Returns NULL with errno ENOMEM when there is no memory.  track: memcheck
+ * is watching (a constant in each caller; there is no thread cache then). */
+PTM_INLINE void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb, int track)
+{
+    void *mem = ptm_chunk2mem(p);
+    size_t size = ptm_csize(p);
+    if (nb <= size && size - nb < PTM_MIN_CHUNK && ptm_likely(ptm_inuse(p)))
+        return mem; /* nothing to split off */
+    ptm_arena_t *a = ptm_arena_of(p);
+    if (!track && nb > size && nb <= PTM_TCACHE_MAX_SIZE && ptm_tcache.max_count != 0 &&
+        !top_follows(a, p, size))
+        return move_heap(&ptm_tcache, p, n);
+    if (track)
+        track_internal_begin(); /* the key word may lie past the program's bytes */
+    if (size <= PTM_TCACHE_MAX_SIZE && ptm_unlikely(((uintptr_t *)mem)[1] == ptm_tcache_key))
+        check_not_freed(p);
+    if (!track)
+        return ptm_realloc_in_place(a, p, nb, move_untracked);
+    void *m = ptm_realloc_in_place(a, p, nb, NULL);
+    if (m == NULL)
+        return move_locked(p, n, 1);
+    track_internal_end();
+    return m;
+}
+
+/* realloc under memcheck: a block that stays in place is re-registered
+ * with its new size; one that moves, with its new address (move_locked,
+ * and malloc and free in move_heap). */
 static PTM_NOINLINE void *realloc_tracked(void *mem, size_t n)
 {
+    /* Headers are no-access to memcheck: all of it is ptm's own work. */
     PTM_TRACK_INTERNAL_BEGIN();
     ptm_chunk_t *p = owned_chunk(mem, "realloc(): invalid pointer");
     void *m = NULL;
     if (n <= PTM_MAX_REQUEST) {
         size_t old = track_size(mem);
-        m = realloc_chunk(p, n);
+        size_t nb = ptm_request2size(n);
+        m = ptm_is_mmapped(p) ? realloc_mapped(p, n, nb) : realloc_heap(p, n, nb, 1);
         if (m == mem)
             track_resize(mem, old, n);
     }
@@ -506,22 +571,73 @@ static PTM_NOINLINE void *realloc_tracked(void *mem, size_t n)
     return m != NULL ? m : fail_enomem();
 }
 
-PTM_EXPORT void *realloc(void *mem, size_t n)
+/* realloc of no block, or to size 0. */
+static PTM_NOINLINE void *realloc_null(ptm_tcache_t *tc, void *mem, size_t n)
 {
-    ptm_tcache.stats.realloc_calls++;
     if (mem == NULL)
-        return malloc_impl(&ptm_tcache, n);
-    if (n == 0) {
-        free_impl(&ptm_tcache, mem);
-        return NULL;
-    }
+        return malloc_impl(tc, n);
+    free_impl(tc, mem);
+    return NULL;
+}
+
+static PTM_NOINLINE void *realloc_slow(ptm_tcache_t *tc, void *mem, size_t n)
+{
+    if (mem == NULL || n == 0)
+        return realloc_null(tc, mem, n);
     if (ptm_unlikely(PTM_TRACK_ON()))
         return realloc_tracked(mem, n);
-    ptm_chunk_t *p = owned_chunk_fast(&ptm_tcache, mem, "realloc(): invalid pointer");
+    ptm_chunk_t *p = owned_chunk(mem, "realloc(): invalid pointer");
     if (ptm_unlikely(n > PTM_MAX_REQUEST))
         return fail_enomem();
-    void *m = realloc_chunk(p, n);
-    return m != NULL ? m : fail_enomem();
+    size_t nb = ptm_request2size(n);
+    if (ptm_is_mmapped(p)) {
+        void *m = realloc_mapped(p, n, nb);
+        return m != NULL ? m : fail_enomem();
+    }
+    return realloc_heap(p, n, nb, 0);
+}
+
+/* The fast path's move: block mem (chunk size 16 * j) to e, popped from
+ * bin i; mem takes e's place in the cache. */
+static PTM_NOINLINE void *move_cached(ptm_tcache_t *tc, void *mem, size_t j, void *e, size_t i)
+{
+    void *m = ptm_tcache_pop(tc, i, e);
+    memcpy(m, mem, (j << 4) - PTM_WORD);
+    ptm_tcache_push(tc, j, mem, ptm_tcache_key);
+    return m;
+}
+
+/* realloc's fast path, for a small block that grows within the thread
+ * cache's sizes: with top right after it, it grows in place (no copy, and it
+ * stays next to top for the next growth); otherwise, if its new size is
+ * cached, it moves there and the old chunk takes its place in the cache,
+ * without a lock.  (A thread with a cache is not under memcheck.)  Every way
+ * out is a tail call, so that none pays for another's stack frame. */
+PTM_INLINE void *realloc_impl(ptm_tcache_t *tc, void *mem, size_t n)
+{
+    /* As free's: mem is 16-aligned in the thread arena's oldest segment,
+     * so its header can be read and its arena is the thread's. */
+    if (ptm_likely(n - 1 < PTM_TCACHE_MAX_REQUEST && ptm_tcache_owns(tc, mem))) {
+        ptm_chunk_t *p = ptm_mem2chunk(mem);
+        size_t head = p->size, j = head >> 4, i = ptm_tcache_index(n);
+        if (ptm_likely(j < i && tc->room[j] != 0 && (head & PTM_IS_MMAPPED) == 0 &&
+                       ((uintptr_t *)mem)[1] != tc->key)) {
+            ptm_arena_t *a = tc->arena;
+            if (top_follows(a, p, j << 4))
+                return ptm_realloc_in_place(a, p, i << 4, move_untracked);
+            void *e = tc->heads[i];
+            if (ptm_likely(e != NULL))
+                return move_cached(tc, mem, j, e, i);
+        }
+    }
+    return realloc_slow(tc, mem, n);
+}
+
+PTM_EXPORT void *realloc(void *mem, size_t n)
+{
+    ptm_tcache_t *tc = &ptm_tcache;
+    tc->stats.realloc_calls++;
+    return realloc_impl(tc, mem, n);
 }
 
 PTM_EXPORT void *reallocarray(void *mem, size_t n, size_t size)

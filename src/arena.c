@@ -82,6 +82,8 @@ void ptm_unlink(ptm_arena_t *a, ptm_chunk_t *p)
     }
     fd->bk = bk;
     bk->fd = fd;
+    if (ptm_unlikely(p == a->last_remainder))
+        a->last_remainder = NULL;
 }
 
 void ptm_unsorted_push(ptm_arena_t *a, ptm_chunk_t *p, size_t size, const char *corrupt_msg)

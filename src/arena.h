@@ -95,7 +95,9 @@ typedef struct ptm_arena {
     size_t chunk_flag;        /* PTM_NON_MAIN_ARENA for every chunk of a secondary arena */
     ptm_chunk_t *fastbins[PTM_NFASTBINS];
     ptm_chunk_t *top;
-    ptm_chunk_t *last_remainder; /* the remainder of the last split for a small request */
+    ptm_chunk_t *last_remainder; /* the remainder of the last split for a small request,
+                                  * while it is free (no stale pointer into a block:
+                                  * memcheck would take it for a reference) */
     ptm_chunk_t *bins[2 * PTM_NBINS]; /* fd, bk of bin i at [2i], [2i+1]; bin 0 unused */
     uint64_t binmap[PTM_NBINS / 64];
     ptm_segment_t *segments;  /* newest first; top lies in the first */
@@ -271,6 +273,10 @@ void ptm_fastbin_check_double_free(ptm_arena_t *a, unsigned i, const ptm_chunk_t
 /* A chunk of at least nb bytes (nb from ptm_request2size); NULL when the
  * system has no more memory.  May return an mmapped chunk. */
 void *ptm_arena_malloc(ptm_arena_t *a, size_t nb);
+/* A chunk of nb bytes split off top without looking in any bin, or NULL if
+ * top is too small: for the rest of a run of requests of one size, once
+ * ptm_arena_malloc has served the first from top (so no bin could). */
+void *ptm_arena_carve_top(ptm_arena_t *a, size_t nb);
 /* Frees a chunk of a that is not mmapped. */
 void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p);
 /* Frees the tail [p, p + size) of a chunk being shrunk: p's header is
@@ -278,7 +284,16 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p);
 void ptm_free_tail(ptm_arena_t *a, ptm_chunk_t *p, size_t size);
 
 /* ---- realloc.c ---- */
-void *ptm_arena_realloc(ptm_arena_t *a, ptm_chunk_t *old, size_t nb);
+/* Moves chunk p, which cannot be resized in place to chunk size nb; called
+ * with the lock of p's arena held, which it releases. */
+typedef void *ptm_realloc_move_fn(ptm_chunk_t *p, size_t nb);
+/* Takes the lock of a, the arena of chunk p (in use, not mmapped), and
+ * resizes p in place to nb when its neighbours allow: shrinking (the tail,
+ * if it can be a chunk, is freed), or growing into top or a free successor.
+ * Returns p's memory with the lock released; otherwise returns move(p, nb),
+ * or NULL with the lock still held if move is NULL.  Aborts if p's header or
+ * its successor's is corrupt. */
+void *ptm_realloc_in_place(ptm_arena_t *a, ptm_chunk_t *p, size_t nb, ptm_realloc_move_fn *move);
 /* align a power of two > PTM_ALIGNMENT. */
 void *ptm_arena_memalign(ptm_arena_t *a, size_t align, size_t nb);
 
@@ -303,6 +318,14 @@ PTM_INLINE int ptm_purge_due(const ptm_arena_t *a)
 /* Trims top if it holds more than top_pad + trim_hold + trim_threshold, or
  * its mapped segment is entirely free (after a free that merged into top). */
 void ptm_maybe_trim(ptm_arena_t *a);
+/* Chunks of at least this size add to `dirty` when freed; memory freed and
+ * taken again is not what purging is for, so chunks of this size allocated
+ * (or grown to it in place) pay their bytes back. */
+#define PTM_DIRTY_MIN_CHUNK ((size_t)4096)
+PTM_INLINE void ptm_dirty_reused(ptm_arena_t *a, size_t n)
+{
+    a->dirty = a->dirty > n ? a->dirty - n : 0;
+}
 /* Makes [base, base + committed) a new segment of a (header at base, which
  * is 16-aligned), whose chunks end at end; it becomes the newest, its chunks
  * the new top, and the old top is retired behind fenceposts. */

@@ -43,25 +43,42 @@ PTM_INLINE int ptm_trylock(ptm_lock_t *l)
     return __atomic_compare_exchange_n(&l->state, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
-PTM_INLINE void ptm_lock(ptm_lock_t *l)
+/* The uncontended halves of ptm_lock and ptm_unlock, for callers that keep
+ * the contended path out of line (so that the fast one needs no stack
+ * frame): ptm_lock_fast takes l and returns 1 if it is free, else returns 0
+ * for the caller to call ptm_lock_slow; ptm_unlock_fast releases l and
+ * returns 0 if a sleeper must then be woken with ptm_lock_wake.  single is
+ * ptm_single_threaded(), which a caller that takes and releases the lock in
+ * one call may read once for both: no thread is created while it holds it. */
+PTM_INLINE int ptm_lock_fast(ptm_lock_t *l, int single)
 {
-    if (ptm_single_threaded()) {
+    if (single) {
         __atomic_store_n(&l->state, 1, __ATOMIC_RELAXED);
-        return;
+        return 1;
     }
-    if (ptm_unlikely(!ptm_trylock(l)))
-        ptm_lock_slow(l);
+    return ptm_trylock(l);
+}
+
+PTM_INLINE int ptm_unlock_fast(ptm_lock_t *l, int single)
+{
+    if (single) {
+        __atomic_store_n(&l->state, 0, __ATOMIC_RELAXED);
+        return 1;
+    }
+    return __atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) != 2;
 }
 
 void ptm_lock_wake(ptm_lock_t *l);
 
+PTM_INLINE void ptm_lock(ptm_lock_t *l)
+{
+    if (ptm_unlikely(!ptm_lock_fast(l, ptm_single_threaded())))
+        ptm_lock_slow(l);
+}
+
 PTM_INLINE void ptm_unlock(ptm_lock_t *l)
 {
-    if (ptm_single_threaded()) {
-        __atomic_store_n(&l->state, 0, __ATOMIC_RELAXED);
-        return;
-    }
-    if (ptm_unlikely(__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) == 2))
+    if (ptm_unlikely(!ptm_unlock_fast(l, ptm_single_threaded())))
         ptm_lock_wake(l);
 }
 

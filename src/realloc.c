@@ -1,8 +1,12 @@
-/* realloc.c: resizing an arena chunk in place where its neighbours allow,
- * and carving aligned chunks out of larger ones.  Caller holds the arena's
- * lock; mapped chunks are api.c's and mmap_chunk.c's business. */
-#include <string.h>
-
+/* realloc.c: resizing an arena chunk in place where its neighbours allow
+ * (shrinking, or growing into top or a free successor), and carving aligned
+ * chunks out of larger ones.  Moving a chunk that cannot be resized in place
+ * (allocate, copy, free) is api.c's, which knows the thread cache.
+ * ptm_realloc_in_place takes the chunk's arena lock itself and hands it,
+ * still held, to the caller's move when the chunk cannot stay, so that the
+ * move needs no second round trip; everything else here runs under the
+ * lock, held by the caller.
+ * Mapped chunks are api.c's and mmap_chunk.c's business. */
 #include "config.h"
 
 #include "arena.h"
@@ -24,7 +28,96 @@ static void *shrink_to(ptm_arena_t *a, ptm_chunk_t *p, size_t have, size_t nb)
     return ptm_chunk2mem(p);
 }
 
-void *ptm_arena_realloc(ptm_arena_t *a, ptm_chunk_t *old, size_t nb)
+/* A chunk of old_size grew in place to new_size: bytes freed since the last
+ * purge are in use again, counted as ptm_arena_malloc counts a chunk of
+ * new_size (one that was already page-sized paid for itself). */
+PTM_INLINE void grew_in_place(ptm_arena_t *a, size_t old_size, size_t new_size)
+{
+    ptm_in_use_add(a, new_size - old_size);
+    if (new_size >= PTM_DIRTY_MIN_CHUNK)
+        ptm_dirty_reused(a, old_size >= PTM_DIRTY_MIN_CHUNK ? new_size - old_size : new_size);
+}
+
+/* The paths below end in tail calls, so that growing into top, the common
+ * case, needs no stack frame: the lock is released where the work ends. */
+
+static PTM_NOINLINE void *unlock_waking(ptm_arena_t *a, void *m)
+{
+    ptm_lock_wake(&a->lock);
+    return m;
+}
+
+/* Releases a's lock and returns m; single: ptm_single_threaded() when the
+ * lock was taken. */
+PTM_INLINE void *unlock_returning(ptm_arena_t *a, void *m, int single)
+{
+    ptm_assert_expensive(ptm_check_arena(a) > 0);
+    if (ptm_likely(ptm_unlock_fast(&a->lock, single)))
+        return m;
+    return unlock_waking(a, m);
+}
+
+/* old (to chunk size nb) cannot be resized in place: the lock is held. */
+PTM_INLINE void *cannot(ptm_chunk_t *old, size_t nb, ptm_realloc_move_fn *move)
+{
+    return move != NULL ? move(old, nb) : NULL;
+}
+
+/* Grows chunk old (in use, old_size), which top (top_size) follows, to
+ * nb > old_size into top, and releases the lock. */
+PTM_INLINE void *grow_into_top(ptm_arena_t *a, ptm_chunk_t *old, size_t old_size, size_t top_size,
+                               size_t nb, ptm_realloc_move_fn *move, int single)
+{
+    size_t total = old_size + top_size;
+    if (total < nb + PTM_MIN_CHUNK)
+        return cannot(old, nb, move);
+    grew_in_place(a, old_size, nb);
+    ptm_set_size_keep_p(old, nb | a->chunk_flag);
+    ptm_chunk_t *top = ptm_chunk_at(old, nb);
+    ptm_set_head(top, (total - nb) | PTM_PREV_INUSE | a->chunk_flag);
+    a->top = top;
+    return unlock_returning(a, ptm_chunk2mem(old), single);
+}
+
+/* Gives chunk old (in use, old_size >= nb) the size nb and releases the lock. */
+static PTM_NOINLINE void *shrink_unlocking(ptm_arena_t *a, ptm_chunk_t *old, size_t old_size,
+                                           size_t nb, int single)
+{
+    return unlock_returning(a, shrink_to(a, old, old_size, nb), single);
+}
+
+/* Grows chunk old (in use, old_size) to nb > old_size into its successor
+ * next, which is not top, if that is free and large enough, and releases the
+ * lock. */
+static PTM_NOINLINE void *grow_into_next(ptm_arena_t *a, ptm_chunk_t *old, size_t old_size,
+                                         ptm_chunk_t *next, size_t nb, ptm_realloc_move_fn *move,
+                                         int single)
+{
+    size_t next_size = ptm_csize(next);
+    if (ptm_inuse(next)) {
+        if (!a->have_fast || next_size > ptm_params.max_fast || ptm_in_smallbin_range(nb))
+            return cannot(old, nb, move);
+        /* The successor may be a fast chunk, free but not yet merged.  The
+         * allocation that follows a failed resize merges the fastbins anyway
+         * for a large request, so merge them first and look again. */
+        ptm_consolidate(a);
+        if (next == a->top)
+            return grow_into_top(a, old, old_size, ptm_csize(next), nb, move, single);
+        next_size = ptm_csize(next);
+        if (ptm_inuse(next))
+            return cannot(old, nb, move);
+    }
+    if (old_size + next_size < nb)
+        return cannot(old, nb, move);
+    ptm_unlink(a, next);
+    grew_in_place(a, old_size, old_size + next_size);
+    return unlock_returning(a, shrink_to(a, old, old_size + next_size, nb), single);
+}
+
+/* Resizes chunk old of arena a, whose lock is held, in place and releases
+ * the lock, or hands it to move. */
+PTM_INLINE void *resize(ptm_arena_t *a, ptm_chunk_t *old, size_t nb, ptm_realloc_move_fn *move,
+                        int single)
 {
     size_t old_size = ptm_csize(old);
     if (ptm_unlikely((uintptr_t)old > (uintptr_t)-old_size || ptm_chunk_misaligned(old)))
@@ -32,42 +125,33 @@ void *ptm_arena_realloc(ptm_arena_t *a, ptm_chunk_t *old, size_t nb)
     if (ptm_unlikely(old_size < PTM_MIN_CHUNK || old_size >= a->system_mem))
         ptm_corrupt("realloc(): invalid old size");
     ptm_chunk_t *next = ptm_chunk_at(old, old_size);
-    if (ptm_unlikely(ptm_csize(next) < PTM_FENCEPOST || ptm_csize(next) >= a->system_mem))
+    size_t next_size = ptm_csize(next);
+    if (ptm_unlikely(next_size < PTM_FENCEPOST || next_size >= a->system_mem))
         ptm_corrupt("realloc(): invalid next size");
     if (ptm_unlikely(!ptm_prev_inuse(next)))
         ptm_corrupt("realloc(): invalid pointer");
 
     if (old_size >= nb)
-        return shrink_to(a, old, old_size, nb);
+        return shrink_unlocking(a, old, old_size, nb, single);
+    if (next != a->top)
+        return grow_into_next(a, old, old_size, next, nb, move, single);
+    return grow_into_top(a, old, old_size, next_size, nb, move, single);
+}
 
-    size_t next_size = ptm_csize(next);
-    if (next == a->top) {
-        if (old_size + next_size >= nb + PTM_MIN_CHUNK) {
-            ptm_in_use_add(a, nb - old_size);
-            ptm_set_size_keep_p(old, nb | a->chunk_flag);
-            ptm_chunk_t *top = ptm_chunk_at(old, nb);
-            ptm_set_head(top, (old_size + next_size - nb) | PTM_PREV_INUSE | a->chunk_flag);
-            a->top = top;
-            return ptm_chunk2mem(old);
-        }
-    } else if (!ptm_inuse(next) && old_size + next_size >= nb) {
-        ptm_unlink(a, next);
-        ptm_in_use_add(a, next_size);
-        return shrink_to(a, old, old_size + next_size, nb);
-    }
+static PTM_NOINLINE void *resize_contended(ptm_arena_t *a, ptm_chunk_t *old, size_t nb,
+                                           ptm_realloc_move_fn *move)
+{
+    ptm_lock_slow(&a->lock);
+    return resize(a, old, nb, move, 0);
+}
 
-    void *m = ptm_arena_malloc(a, nb);
-    if (m == NULL)
-        return NULL;
-    ptm_chunk_t *p = ptm_mem2chunk(m);
-    if (p == next) {
-        /* The successor was a fast chunk that consolidation freed (and the
-         * malloc just counted it in use). */
-        return shrink_to(a, old, old_size + ptm_csize(p), nb);
-    }
-    memcpy(m, ptm_chunk2mem(old), old_size - PTM_WORD);
-    ptm_arena_free(a, old);
-    return m;
+void *ptm_realloc_in_place(ptm_arena_t *a, ptm_chunk_t *old, size_t nb, ptm_realloc_move_fn *move)
+{
+    ptm_assert(a == ptm_arena_of(old));
+    int single = ptm_single_threaded();
+    if (ptm_unlikely(!ptm_lock_fast(&a->lock, single)))
+        return resize_contended(a, old, nb, move);
+    return resize(a, old, nb, move, single);
 }
 
 void *ptm_arena_memalign(ptm_arena_t *a, size_t align, size_t nb)

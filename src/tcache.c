@@ -170,27 +170,37 @@ void ptm_tcache_flush_all(ptm_tcache_t *tc)
 
 void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
 {
-    void *first = ptm_arena_malloc(a, nb);
-    if (first == NULL)
+    void *out = ptm_arena_malloc(a, nb);
+    if (out == NULL)
         return NULL;
+    /* Served from top, the first chunk says no bin holds one of nb: the
+     * rest come straight from top. */
+    ptm_chunk_t *c = ptm_mem2chunk(out);
+    int from_top = !ptm_is_mmapped(c) && ptm_csize(c) == nb && ptm_chunk_at(c, nb) == a->top;
+    /* The caller gets the last chunk allocated, and the others are cached
+     * in the order they came: carved from top, the caller's is the one next
+     * to top, which a realloc can grow in place, and the cache hands the
+     * rest out downwards, each next to top again once the one above it has
+     * been freed into top. */
     unsigned batch = tc->cap[nb >> 4] / 4u;
     for (unsigned k = 0; k < batch; k++) {
-        void *m = ptm_arena_malloc(a, nb);
+        void *m = from_top ? ptm_arena_carve_top(a, nb) : ptm_arena_malloc(a, nb);
         if (m == NULL)
             break;
         ptm_chunk_t *p = ptm_mem2chunk(m);
-        size_t j = ptm_csize(p) >> 4;
         if (ptm_unlikely(ptm_is_mmapped(p))) {
             ptm_mmap_chunk_free(p);
             break;
         }
+        size_t j = ptm_csize(ptm_mem2chunk(out)) >> 4;
         if (j >= PTM_TCACHE_BINS || tc->room[j] == 0) {
             ptm_arena_free(a, p);
             break;
         }
-        ptm_tcache_push(tc, j, m, ptm_tcache_key);
+        ptm_tcache_push(tc, j, out, ptm_tcache_key);
+        out = m;
     }
-    return first;
+    return out;
 }
 
 size_t ptm_tcache_check(ptm_tcache_t *tc)

@@ -703,6 +703,29 @@ Test(realloc, shrinking_small_block_keeps_content)
     fences_check_and_free(&f);
 }
 
+Test(realloc, growing_across_the_small_sizes_keeps_content)
+{
+    /* Blocks growing from a few bytes to a few KiB, one alone (it may grow
+     * in place all the way) and one with a live block allocated after each
+     * step (it must move now and then, small and large). */
+    for (int fenced = 0; fenced <= 1; fenced++) {
+        struct fences f = { { NULL }, 0 };
+        size_t have = 10;
+        void *p = malloc(opaque(have));
+        cr_assert(p != NULL, "malloc(%zu) returned NULL", have);
+        fill_pattern(p, have, 70u + (unsigned)fenced);
+        for (size_t want = 24; want <= 6000; want += want / 3) {
+            p = realloc_keeping(p, have, want, 70u + (unsigned)fenced);
+            have = want;
+            if (fenced)
+                fence_add(&f);
+        }
+        CHECK_PATTERN(p, have, 70u + (unsigned)fenced, "final %zu-byte block", have);
+        free(p);
+        fences_check_and_free(&f);
+    }
+}
+
 Test(realloc, medium_block_grows_and_shrinks_keeping_content)
 {
     /* Bin-sized blocks (above the small/tcache sizes, below the mmap

@@ -18,6 +18,7 @@
 #include "os.h"
 #include "ptm.h"
 #include "tcache.h"
+#include "track.h"
 
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -326,6 +327,159 @@ Test(heap, calloc_clears_memory_recycled_through_top)
     free(q);
 }
 
+/* ---- realloc and the thread cache, on an arena of the test's own ---- */
+
+/* A secondary arena on a fresh heap, whose top is all there is, and a
+ * thread cache emptied into the arenas: what follows starts from known
+ * ground whatever the test runner allocated before. */
+static ptm_arena_t *fresh_arena(void)
+{
+    free(malloc(1)); /* sets the thread up */
+    /* Blocks taken from the arena directly are unknown to memcheck. */
+    if (ptm_track_memcheck)
+        cr_skip_test("white box: under memcheck, with no thread cache");
+    ptm_tcache_flush_all(&ptm_tcache);
+    ptm_arena_t *a = ptm_heap_new_arena();
+    cr_assert_not_null(a, "no memory for a new arena");
+    return a;
+}
+
+/* The chunk of block mem, hidden from the compiler's idea of malloc'd
+ * objects (the header lies before the block). */
+static ptm_chunk_t *chunk_of(void *mem)
+{
+    __asm__("" : "+r"(mem));
+    return ptm_mem2chunk(mem);
+}
+
+static void *arena_alloc(ptm_arena_t *a, size_t nb)
+{
+    ptm_lock(&a->lock);
+    void *m = ptm_arena_malloc(a, nb);
+    ptm_unlock(&a->lock);
+    cr_assert_not_null(m);
+    return m;
+}
+
+static void fill_bytes(unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(seed + i * 7);
+}
+
+static void check_bytes(const unsigned char *p, size_t n, unsigned seed, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(seed + i * 7))
+            cr_assert_fail("%s: byte %zu of %zu changed", what, i, n);
+}
+
+static void check_arena(ptm_arena_t *a)
+{
+    ptm_lock(&a->lock);
+    ptm_check_arena(a);
+    ptm_unlock(&a->lock);
+}
+
+Test(heap, a_refill_from_top_hands_out_the_chunk_next_to_top)
+{
+    /* Carved from top, the chunk a refill hands out is the one next to top,
+     * so that a realloc grows it in place; the cached ones come out
+     * downwards, each right below the one handed out before it. */
+    ptm_arena_t *a = fresh_arena();
+    ptm_tcache_t *tc = &ptm_tcache;
+    size_t nb = 1008, bin = nb >> 4; /* malloc(1000) */
+    ptm_lock(&a->lock);
+    unsigned char *m = ptm_tcache_refill(tc, a, nb);
+    ptm_unlock(&a->lock);
+    cr_assert_not_null(m);
+    cr_assert_eq(ptm_next_chunk(chunk_of(m)), a->top, "the block handed out is not next to top");
+    unsigned cached = ptm_tcache_count(tc, bin);
+    cr_assert_eq(cached, tc->max_count / 4u, "the refill cached %u chunks", cached);
+    void *held[PTM_TCACHE_COUNT_LIMIT / 4];
+    void *above = m;
+    for (unsigned k = 0; k < cached; k++) {
+        held[k] = malloc(1000);
+        cr_assert_eq(ptm_next_chunk(chunk_of(held[k])), chunk_of(above),
+                     "cached block %u is not right below the one before it", k);
+        above = held[k];
+    }
+    fill_bytes(m, 1000, 3);
+    unsigned char *q = realloc(m, 3000);
+    cr_assert_eq(q, m, "the block next to top moved to grow past the cache's sizes");
+    check_bytes(q, 1000, 3, "block grown in place");
+    check_arena(a);
+    free(q);
+    for (unsigned k = 0; k < cached; k++)
+        free(held[k]);
+    ptm_tcache_flush_all(tc);
+    check_arena(a);
+}
+
+Test(heap, a_small_block_grows_in_place_into_top)
+{
+    /* With top right after it, a small block grows in place at every size
+     * the thread cache holds, and on past them. */
+    ptm_arena_t *a = fresh_arena();
+    unsigned char *p = arena_alloc(a, 32);
+    size_t have = 8;
+    fill_bytes(p, have, 5);
+    for (size_t want = 24; want <= 5000; want += want / 2) {
+        unsigned char *q = realloc(p, want);
+        cr_assert_eq(q, p, "realloc to %zu moved the block next to top", want);
+        check_bytes(q, have, 5, "block grown in place");
+        fill_bytes(q, want, 5);
+        have = want;
+    }
+    check_arena(a);
+    free(p);
+    check_arena(a);
+}
+
+Test(heap, growing_in_place_pays_back_the_freed_bytes_awaiting_purge)
+{
+    /* Bytes freed in large chunks count towards the next purge; the same
+     * bytes taken again by a block growing in place are reused, not left
+     * free, and must not bring a purge on. */
+    ptm_arena_t *a = fresh_arena();
+    size_t big = 100000, nb = 100016;
+    void *x = arena_alloc(a, nb);
+    free(x); /* back into top */
+    size_t dirty = a->dirty;
+    cr_assert_geq(dirty, nb, "freeing %zu bytes left dirty at %zu", nb, dirty);
+    unsigned char *y = arena_alloc(a, 2016);
+    cr_assert_eq((void *)y, x, "the small block is not where the large one was");
+    unsigned char *z = realloc(y, big);
+    cr_assert_eq(z, y, "the block next to top did not grow in place");
+    cr_assert_leq(a->dirty, dirty - nb, "growing by %zu bytes in place left dirty at %zu (was %zu)",
+                  nb - 2016, a->dirty, dirty);
+    free(z);
+    check_arena(a);
+}
+
+Test(heap, a_small_block_that_moves_leaves_its_chunk_in_the_thread_cache)
+{
+    /* A small block that cannot grow in place and moves past the cache's
+     * sizes leaves its old chunk to the thread cache, as free would, not to
+     * the arena: the next malloc of that size takes it back without a lock. */
+    ptm_arena_t *a = fresh_arena();
+    unsigned char *p = arena_alloc(a, 528);
+    void *guard = arena_alloc(a, 48); /* in use right after p */
+    cr_assert_eq(guard, (char *)p + 528);
+    fill_bytes(p, 520, 9);
+    unsigned char *q = realloc(p, 5000);
+    cr_assert_neq(q, p, "a block with a live neighbour grew in place");
+    check_bytes(q, 520, 9, "moved block");
+    cr_assert_eq(ptm_tcache.heads[528 >> 4], (void *)p, "the old chunk is not at the head of its cache bin");
+    cr_assert_eq(malloc(520), (void *)p, "malloc of its size did not take the old chunk back");
+    check_arena(a);
+    free(p);
+    free(q);
+    free(guard);
+    ptm_tcache_flush_all(&ptm_tcache);
+    check_arena(a);
+}
+
 /* ---- the walker must notice damage ---- */
 
 /* Blocks stored here escape, so the compiler keeps the stores that damage
@@ -564,10 +718,6 @@ Test(heap, ownership_map_follows_brk_and_trim)
                  "pages given back with sbrk are still marked");
     cr_assert_gt(ptm_heap_check(), 0);
 }
-
-/* The chunk of block mem, out of the compiler's sight (it would take the
- * header for an access before malloc's object). */
-__attribute__((noinline)) static ptm_chunk_t *chunk_of(void *mem) { return ptm_mem2chunk(mem); }
 
 static void *heap_of_a_thread(void *arg)
 {

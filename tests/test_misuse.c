@@ -193,6 +193,24 @@ static void realloc_misaligned(void)
     sink = realloc(p + 4, 200);
 }
 
+static void realloc_of_a_cached_block(void)
+{
+    /* Grown past the cache's sizes, the block would be resized in the arena
+     * while the thread cache still lists it. */
+    void *p = malloc(40);
+    free(p);
+    sink = realloc(p, 5000);
+}
+
+static void realloc_of_a_fastbin_block(void)
+{
+    no_thread_cache();
+    void *a = malloc(40), *b = malloc(40);
+    sink = b;
+    free(a);
+    sink = realloc(a, 5000);
+}
+
 static void usable_size_misaligned(void)
 {
     char *p = malloc(100);
@@ -210,6 +228,14 @@ Test(misuse, free_of_a_pointer_inside_a_block)
 Test(misuse, realloc_of_a_misaligned_pointer)
 {
     expect_abort(realloc_misaligned, "realloc(): invalid pointer");
+}
+Test(misuse, realloc_of_a_block_in_the_thread_cache)
+{
+    expect_abort(realloc_of_a_cached_block, "free(): double free detected in tcache 2");
+}
+Test(misuse, realloc_of_a_block_in_a_fastbin)
+{
+    expect_abort(realloc_of_a_fastbin_block, "free(): double free detected in fastbin");
 }
 Test(misuse, malloc_usable_size_of_a_misaligned_pointer)
 {
@@ -325,16 +351,23 @@ Test(misuse, free_of_a_chunk_claiming_a_heap_that_is_not_one)
 
 /* ---- links and headers overwritten ---- */
 
+/* Overwrites the link in freed block b with a plain pointer into block a.
+ * Safe-linking reads a link back xor'ed with its address >> 12, so the
+ * forgery shows as misaligned unless its low bits happen to match those of
+ * b >> 12 (one address in 16): the offset into a is chosen so they do not. */
+static void forge_link(void *b, void *a)
+{
+    uintptr_t off = (((uintptr_t)b >> 12) & 15) == 8 ? 4 : 8;
+    ((uintptr_t *)b)[0] = (uintptr_t)a + off;
+}
+
 static void cache_link_poisoned(void)
 {
     void *a = malloc(64), *b = malloc(64);
     free(a);
     free(b);
-    /* A use after free rewrites b's link to a forged, unmangled pointer.
-     * Demangled, it is misaligned unless its low four bits equal those of
-     * b >> 12 (one layout in 16): then forge another. */
-    uintptr_t forged = (uintptr_t)a + ((((uintptr_t)b >> 12) & 15) == 8 ? 4 : 8);
-    ((uintptr_t *)b)[0] = forged;
+    /* A use after free rewrites b's link to a forged, unmangled pointer. */
+    forge_link(b, a);
     sink = malloc(64);
     sink = malloc(64);
 }
@@ -345,9 +378,7 @@ static void fastbin_link_poisoned(void)
     void *a = malloc(64), *b = malloc(64);
     free(a);
     free(b);
-    /* Forged as for the thread cache (the link is mangled the same way). */
-    uintptr_t forged = (uintptr_t)a + ((((uintptr_t)b >> 12) & 15) == 8 ? 4 : 8);
-    ((uintptr_t *)b)[0] = forged;
+    forge_link(b, a);
     sink = malloc(64);
     sink = malloc(64);
 }
