@@ -47,14 +47,30 @@ PTM_INLINE ptm_tcache_t *thread_cache(void)
  * its header is not on a page of ptm's (owner.h), or it claims a heap that
  * is not one.  A mapped chunk's mapping is checked where it is used
  * (mmap_chunk.c). */
-static ptm_chunk_t *owned_chunk(void *mem, const char *who)
+static PTM_NOINLINE ptm_chunk_t *owned_chunk_slow(void *mem, const char *who)
 {
     ptm_chunk_t *p = ptm_mem2chunk(mem);
     if (ptm_unlikely(ptm_misaligned(mem) || !ptm_owner_has(p)))
         ptm_corrupt(who);
     if (ptm_non_main(p) && !ptm_is_mmapped(p) && ptm_unlikely(!ptm_owner_is_heap(ptm_heap_of(p))))
         ptm_corrupt(who);
+    /* The arena's first segment may have grown since the cache last looked:
+     * the next call there can take the short test. */
+    if (ptm_tcache.max_count != 0)
+        ptm_tcache_own_refresh(&ptm_tcache);
     return p;
+}
+
+/* First free's test: a block in the oldest segment of the thread's arena
+ * with that arena's NON_MAIN_ARENA bit needs no map lookup. */
+PTM_INLINE ptm_chunk_t *owned_chunk(void *mem, const char *who)
+{
+    ptm_tcache_t *tc = &ptm_tcache;
+    ptm_chunk_t *p = ptm_mem2chunk(mem);
+    if (ptm_likely(ptm_tcache_owns(tc, mem)) &&
+        ptm_likely((p->size & PTM_NON_MAIN_ARENA) == tc->arena->chunk_flag))
+        return p;
+    return owned_chunk_slow(mem, who);
 }
 
 /* The client requests themselves, out of line: inlined, each would give
@@ -270,11 +286,14 @@ static PTM_NOINLINE void ptm_free_slow(void *mem)
 PTM_INLINE void free_impl(ptm_tcache_t *tc, void *mem)
 {
     if (ptm_likely(ptm_tcache_owns(tc, mem))) {
-        size_t i = ptm_mem2chunk(mem)->size >> 4;
+        size_t head = ptm_mem2chunk(mem)->size;
         uintptr_t key = tc->key;
-        if (ptm_likely(i < PTM_TCACHE_BINS && tc->room[i] != 0 && ((uintptr_t *)mem)[1] != key)) {
-            ptm_tcache_push(tc, i, mem, key);
-            return;
+        if (ptm_likely(head < PTM_TCACHE_BINS << 4)) {
+            size_t i = head >> 4;
+            if (ptm_likely(tc->room[i] != 0 && ((uintptr_t *)mem)[1] != key)) {
+                ptm_tcache_push(tc, i, mem, key);
+                return;
+            }
         }
     }
     ptm_free_slow(mem);

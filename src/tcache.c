@@ -15,6 +15,12 @@
 
 __thread ptm_tcache_t ptm_tcache __attribute__((tls_model("initial-exec")));
 uintptr_t ptm_tcache_key;
+
+#define BIN_OF_8(k) (k) + 1, (k) + 2, (k) + 3, (k) + 4, (k) + 5, (k) + 6, (k) + 7, (k) + 8
+const uint8_t ptm_tcache_bin_of[PTM_TCACHE_BINS - 1] = {
+    2, BIN_OF_8(1), BIN_OF_8(9), BIN_OF_8(17), BIN_OF_8(25), BIN_OF_8(33), BIN_OF_8(41),
+    BIN_OF_8(49), BIN_OF_8(57)};
+_Static_assert(PTM_TCACHE_BINS == 66, "ptm_tcache_bin_of lists bins 2 to 65");
 int ptm_track_memcheck;
 
 static pthread_key_t exit_key;

@@ -76,11 +76,15 @@ extern __thread ptm_tcache_t ptm_tcache __attribute__((tls_model("initial-exec")
 /* Random per process; marks a chunk as cached, for double-free detection. */
 extern uintptr_t ptm_tcache_key;
 
-/* The bin for a request of n <= PTM_TCACHE_MAX_REQUEST bytes. */
+/* The bin for a request of n <= PTM_TCACHE_MAX_REQUEST bytes: its chunk
+ * size (n + 8 rounded up to 16, at least 32) / 16, which is
+ * (n + 7) / 16 + 1 except that n <= 8 needs bin 2 too.  A table over the
+ * 65 values of (n + 7) / 16 saves the compare and move of a max() on malloc's
+ * fast path. */
+extern const uint8_t ptm_tcache_bin_of[PTM_TCACHE_BINS - 1];
 PTM_INLINE size_t ptm_tcache_index(size_t n)
 {
-    size_t i = (n + PTM_WORD + PTM_ALIGN_MASK) >> 4;
-    return i < 2 ? 2 : i;
+    return ptm_tcache_bin_of[(n + PTM_WORD - 1) >> 4];
 }
 
 /* mem is 16-aligned and its chunk lies in the oldest segment of the thread's

@@ -544,3 +544,11 @@ Test(threads, mixed_churn_does_not_trim_and_refault_constantly)
     pthread_join(t, NULL);
     cr_assert_leq(trims, 30, "%llu trims in 20000 operations", (unsigned long long)trims);
 }
+
+Test(threads, every_request_size_maps_to_its_chunks_cache_bin)
+{
+    for (size_t n = 0; n <= PTM_TCACHE_MAX_REQUEST; n++) {
+        size_t chunk = n + 8 + 15 < 32 ? 32 : (n + 8 + 15) & ~(size_t)15;
+        cr_assert_eq(ptm_tcache_index(n), chunk / 16, "request %zu", n);
+    }
+}
