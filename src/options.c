@@ -15,6 +15,7 @@
 #include "error.h"
 #include "options.h"
 #include "tcache.h"
+#include "track.h"
 
 extern char **environ;
 
@@ -277,7 +278,9 @@ PTM_EXPORT int mallopt(int param, int value)
     ptm_ensure_init();
     /* The fastbins are emptied before max_fast changes, so none holds a
      * chunk it no longer covers: the main arena under the lock that guards
-     * the change, as glibc does, then the others one by one. */
+     * the change, as glibc does, then the others one by one.  Merging reads
+     * free chunks, which memcheck sees as no-access. */
+    int track = ptm_track_begin();
     ptm_lock(&ptm_main_arena.lock);
     ptm_consolidate(&ptm_main_arena);
     store(id, v, PTM_SRC_MALLOPT);
@@ -288,6 +291,7 @@ PTM_EXPORT int mallopt(int param, int value)
         ptm_consolidate(a);
         ptm_unlock(&a->lock);
     }
+    ptm_track_end(track);
     return 1;
 }
 
