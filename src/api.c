@@ -683,6 +683,16 @@ static void *aligned_alloc_impl(size_t align, size_t n)
     if (ptm_unlikely(n > PTM_MAX_REQUEST - align))
         return fail_enomem();
     ptm_tcache_t *tc = thread_cache();
+    /* The block of this size freed last, if it happens to be aligned (a
+     * program freeing and asking for aligned blocks of the same size): kept
+     * in the cache, it would otherwise stay there while new aligned chunks
+     * are carved around it, their leftovers unable to merge past it. */
+    if (n <= PTM_TCACHE_MAX_REQUEST) {
+        size_t i = ptm_tcache_index(n);
+        void *e = tc->heads[i];
+        if (e != NULL && ((uintptr_t)e & (align - 1)) == 0)
+            return ptm_tcache_pop(tc, i, e);
+    }
     size_t nb = ptm_request2size(n);
     void *m = NULL;
     int track = ptm_track_begin();

@@ -552,3 +552,22 @@ Test(threads, every_request_size_maps_to_its_chunks_cache_bin)
         cr_assert_eq(ptm_tcache_index(n), chunk / 16, "request %zu", n);
     }
 }
+
+Test(threads, an_aligned_block_freed_is_reused_by_the_next_aligned_request)
+{
+    void *a = memalign(4096, 100);
+    cr_assert_not_null(a);
+    free(a);
+    void *b = memalign(4096, 100);
+    cr_assert_eq(b, a, "the cached aligned block was not reused");
+    /* A cached block without the alignment is not handed out for it. */
+    void *c = malloc(100);
+    free(c);
+    void *d = memalign(4096, 100);
+    cr_assert_eq((uintptr_t)d % 4096, 0);
+    if ((uintptr_t)c % 4096 != 0)
+        cr_assert_neq(d, c);
+    free(b);
+    free(d);
+    cr_assert_gt(ptm_heap_check(), 0);
+}
