@@ -112,6 +112,19 @@ static PTM_NOINLINE void track_alloc(void *m, size_t n, int zeroed)
     track_tail(m, n);
 }
 
+/* Ends an allocation that ran inside ptm_track_begin: NULL becomes ENOMEM;
+ * under memcheck, block m of n bytes is registered (zeroed: its bytes are
+ * defined). */
+static void *alloc_result(void *m, size_t n, int track, int zeroed)
+{
+    ptm_track_end(track);
+    if (m == NULL)
+        return fail_enomem();
+    if (track)
+        track_alloc(m, n, zeroed);
+    return m;
+}
+
 /* How many bytes the program's block mem was registered with: its
  * addressable prefix (track_tail made the rest no-access). */
 static PTM_NOINLINE size_t track_size(void *mem)
@@ -174,12 +187,7 @@ static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
     /* With perturbing on there is no thread cache: every block comes here. */
     if (m != NULL && ptm_unlikely(ptm_params.perturb != 0))
         memset(m, ptm_params.perturb ^ 0xff, n);
-    ptm_track_end(track);
-    if (m == NULL)
-        return fail_enomem();
-    if (track)
-        track_alloc(m, n, ptm_params.perturb != 0); /* perturbed bytes are defined */
-    return m;
+    return alloc_result(m, n, track, ptm_params.perturb != 0); /* perturbed bytes are defined */
 }
 
 /* malloc without counting the call: also what realloc and friends use. */
@@ -403,12 +411,7 @@ PTM_EXPORT void *calloc(size_t n, size_t size)
     WITH_ARENA(tc, a, m, calloc_arena(a, nb, &clear));
     if (m != NULL)
         memset(m, 0, clear);
-    ptm_track_end(track);
-    if (m == NULL)
-        return fail_enomem();
-    if (track)
-        track_alloc(m, bytes, 1);
-    return m;
+    return alloc_result(m, bytes, track, 1);
 }
 
 /* ---- realloc ---- */
@@ -702,12 +705,7 @@ static void *aligned_alloc_impl(size_t align, size_t n)
         ptm_arena_t *a;
         WITH_ARENA(tc, a, m, ptm_arena_memalign(a, align, nb));
     }
-    ptm_track_end(track);
-    if (m == NULL)
-        return fail_enomem();
-    if (track)
-        track_alloc(m, n, 0);
-    return m;
+    return alloc_result(m, n, track, 0);
 }
 
 PTM_EXPORT void *memalign(size_t align, size_t n) { return aligned_alloc_impl(align, n); }

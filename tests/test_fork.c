@@ -498,17 +498,25 @@ static int busy_child(unsigned f, void *arg)
     return err;
 }
 
-Test(fork, while_other_threads_allocate, .timeout = 50)
+/* Forks n children running child while BUSY_WORKERS threads allocate and
+ * free; child's argument is the workers if give_workers.  Every child must
+ * exit 0 and the parent's heap must check out. */
+static void fork_among_busy_workers(unsigned n, int (*child)(unsigned f, void *arg), int give_workers)
 {
     static struct worker ws[BUSY_WORKERS];
     struct tally t = TALLY_INIT;
     start_workers(ws, BUSY_WORKERS);
 
-    fork_children(&t, BUSY_FORKS, busy_child, ws, 0);
+    fork_children(&t, n, child, give_workers ? ws : NULL, 0);
 
     stop_workers_and_free(ws, BUSY_WORKERS);
-    ASSERT_ALL_CHILDREN_OK(&t, BUSY_FORKS);
+    ASSERT_ALL_CHILDREN_OK(&t, n);
     cr_assert_gt(ptm_heap_check(), 0u);
+}
+
+Test(fork, while_other_threads_allocate, .timeout = 50)
+{
+    fork_among_busy_workers(BUSY_FORKS, busy_child, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1009,15 +1017,7 @@ static int spawn_child(unsigned f, void *arg)
 
 Test(fork, child_of_multithreaded_parent_creates_threads_that_allocate, .timeout = 40)
 {
-    static struct worker ws[BUSY_WORKERS];
-    struct tally t = TALLY_INIT;
-    start_workers(ws, BUSY_WORKERS);
-
-    fork_children(&t, SPAWN_FORKS, spawn_child, NULL, 0);
-
-    stop_workers_and_free(ws, BUSY_WORKERS);
-    ASSERT_ALL_CHILDREN_OK(&t, SPAWN_FORKS);
-    cr_assert_gt(ptm_heap_check(), 0u);
+    fork_among_busy_workers(SPAWN_FORKS, spawn_child, 0);
 }
 
 /* The threads that did not survive the fork leave their arenas free in the

@@ -361,26 +361,25 @@ static void forge_link(void *b, void *a)
     ((uintptr_t *)b)[0] = (uintptr_t)a + off;
 }
 
-static void cache_link_poisoned(void)
+/* Two blocks freed into one list (the thread cache's, or a fastbin with
+ * the cache off); a use after free rewrites the second one's link to a
+ * forged, unmangled pointer; then the list is taken apart. */
+static void free_two_and_poison_the_link(void)
 {
     void *a = malloc(64), *b = malloc(64);
     free(a);
     free(b);
-    /* A use after free rewrites b's link to a forged, unmangled pointer. */
     forge_link(b, a);
     sink = malloc(64);
     sink = malloc(64);
 }
+
+static void cache_link_poisoned(void) { free_two_and_poison_the_link(); }
 
 static void fastbin_link_poisoned(void)
 {
     no_thread_cache();
-    void *a = malloc(64), *b = malloc(64);
-    free(a);
-    free(b);
-    forge_link(b, a);
-    sink = malloc(64);
-    sink = malloc(64);
+    free_two_and_poison_the_link();
 }
 
 static void unsorted_link_corrupted(void)
