@@ -171,6 +171,15 @@ static PTM_NOINLINE void track_move(void *mem, void *m, size_t n)
 
 /* ---- malloc ---- */
 
+/* A chunk of at least nb bytes from the thread cache's large bins, if nb is
+ * theirs and its class has one big enough; else NULL. */
+PTM_INLINE void *cached_large(ptm_tcache_t *tc, size_t nb)
+{
+    if (nb <= PTM_TCACHE_MAX_SIZE || nb > tc->large_max)
+        return NULL;
+    return ptm_tcache_take_large(tc, nb);
+}
+
 static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
 {
     if (ptm_unlikely(n > PTM_MAX_REQUEST))
@@ -179,6 +188,9 @@ static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
     size_t nb = ptm_request2size(n);
     ptm_arena_t *a;
     void *m;
+    if ((m = cached_large(tc, nb)) != NULL)
+        return m;
+    ptm_tcache_release_top(tc);
     int track = ptm_track_begin();
     if (nb <= PTM_TCACHE_MAX_SIZE && tc->max_count != 0)
         WITH_ARENA(tc, a, m, ptm_tcache_refill(tc, a, nb));
@@ -249,6 +261,45 @@ static PTM_NOINLINE void free_tracked(void *mem)
     PTM_TRACK_INTERNAL_END();
 }
 
+/* Puts chunk p (block mem, size bytes, not mapped) in the thread cache, if
+ * that takes it; returns 0 when p is to go to its arena instead. */
+PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t size)
+{
+    size_t i = size >> 4;
+    if (tc->max_count == 0)
+        return 0;
+    if (size <= PTM_TCACHE_MAX_SIZE) {
+        if (tc->cap[i] == 0)
+            return 0;
+        /* The arena's first segment may have grown since the cache last
+         * looked: the next free there can take the fast path. */
+        ptm_tcache_own_refresh(tc);
+    } else {
+        if (size > tc->large_max || !ptm_tcache_large_wanted(tc, p, size))
+            return 0;
+        i = ptm_tcache_large_index(size);
+    }
+    if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key) && ptm_params.check_action != PTM_CHECK_OFF) {
+        /* Cached here, or in its arena's fastbin: either is a double free;
+         * neither, and the key was the program's data. */
+        ptm_tcache_check_double_free(tc, i, mem);
+        if (size <= ptm_params.max_fast) {
+            ptm_arena_t *a = ptm_arena_of(p);
+            ptm_lock(&a->lock);
+            ptm_fastbin_check_double_free(a, ptm_fast_index(size), p);
+            ptm_unlock(&a->lock);
+        }
+    }
+    if (i >= PTM_TCACHE_BINS) {
+        ptm_tcache_put_large(tc, p, size);
+        return 1;
+    }
+    if (tc->room[i] == 0)
+        ptm_tcache_flush_bin(tc, i, tc->cap[i] / 2u);
+    ptm_tcache_push(tc, i, mem, ptm_tcache_key);
+    return 1;
+}
+
 static PTM_NOINLINE void ptm_free_slow(void *mem)
 {
     if (mem == NULL)
@@ -259,31 +310,8 @@ static PTM_NOINLINE void ptm_free_slow(void *mem)
     }
     ptm_chunk_t *p = owned_chunk(mem, "free(): invalid pointer");
     size_t size = ptm_csize(p);
-    if (!ptm_is_mmapped(p) && size >= PTM_MIN_CHUNK && size <= PTM_TCACHE_MAX_SIZE) {
-        ptm_tcache_t *tc = thread_cache();
-        size_t i = size >> 4;
-        if (tc->max_count != 0) {
-            /* The arena's first segment may have grown since the cache last
-             * looked: the next free there can take the fast path. */
-            ptm_tcache_own_refresh(tc);
-            if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key) &&
-                ptm_params.check_action != PTM_CHECK_OFF) {
-                /* Cached here, or in its arena's fastbin: either is a double
-                 * free; neither, and the key was the program's data. */
-                ptm_tcache_check_double_free(tc, i, mem);
-                if (size <= ptm_params.max_fast) {
-                    ptm_arena_t *a = ptm_arena_of(p);
-                    ptm_lock(&a->lock);
-                    ptm_fastbin_check_double_free(a, ptm_fast_index(size), p);
-                    ptm_unlock(&a->lock);
-                }
-            }
-            if (tc->room[i] == 0)
-                ptm_tcache_flush_bin(tc, i, tc->cap[i] / 2u);
-            ptm_tcache_push(tc, i, mem, ptm_tcache_key);
-            return;
-        }
-    }
+    if (!ptm_is_mmapped(p) && size >= PTM_MIN_CHUNK && cache_chunk(thread_cache(), p, mem, size))
+        return;
     free_to_arena(p);
 }
 
@@ -406,7 +434,10 @@ PTM_EXPORT void *calloc(size_t n, size_t size)
     tc = thread_cache();
     size_t nb = ptm_request2size(bytes), clear = 0;
     ptm_arena_t *a;
-    void *m;
+    void *m = cached_large(tc, nb);
+    if (m != NULL)
+        return memset(m, 0, ptm_csize(ptm_mem2chunk(m)) - PTM_WORD);
+    ptm_tcache_release_top(tc);
     int track = ptm_track_begin();
     WITH_ARENA(tc, a, m, calloc_arena(a, nb, &clear));
     if (m != NULL)
@@ -486,7 +517,7 @@ static PTM_NOINLINE void check_not_freed(ptm_chunk_t *p)
     ptm_tcache_t *tc = &ptm_tcache;
     size_t size = ptm_csize(p);
     if (tc->max_count != 0)
-        ptm_tcache_check_double_free(tc, size >> 4, ptm_chunk2mem(p));
+        ptm_tcache_check_double_free(tc, ptm_tcache_bin(size), ptm_chunk2mem(p));
     if (size <= ptm_params.max_fast) {
         ptm_arena_t *a = ptm_arena_of(p);
         ptm_lock(&a->lock);
@@ -557,12 +588,15 @@ PTM_INLINE void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb, int track)
     if (nb <= size && size - nb < PTM_MIN_CHUNK && ptm_likely(ptm_inuse(p)))
         return mem; /* nothing to split off */
     ptm_arena_t *a = ptm_arena_of(p);
+    if (nb > size)
+        ptm_tcache_release_top_after(&ptm_tcache, p, size);
     if (!track && nb > size && nb <= PTM_TCACHE_MAX_SIZE && ptm_tcache.max_count != 0 &&
         !top_follows(a, p, size))
         return move_heap(&ptm_tcache, p, n);
     if (track)
         track_internal_begin(); /* the key word may lie past the program's bytes */
-    if (size <= PTM_TCACHE_MAX_SIZE && ptm_unlikely(((uintptr_t *)mem)[1] == ptm_tcache_key))
+    if (ptm_unlikely(((uintptr_t *)mem)[1] == ptm_tcache_key) &&
+        (size <= PTM_TCACHE_MAX_SIZE || size <= ptm_tcache.large_max))
         check_not_freed(p);
     if (!track)
         return ptm_realloc_in_place(a, p, nb, move_untracked);

@@ -18,6 +18,7 @@ ptm_params_t ptm_params = {
     .arena_max = 0,
     .arena_test = 8,
     .tcache_count = PTM_TCACHE_AUTO,
+    .tcache_max = PTM_TCACHE_MAX_DEFAULT,
     .purge_delay = PTM_DEFAULT_PURGE_DELAY,
     .check_action = PTM_CHECK_CHEAP,
 };

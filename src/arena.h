@@ -156,6 +156,7 @@ typedef struct ptm_params {
     size_t arena_max;  /* most arenas; 0: 8 per CPU the process may use */
     size_t arena_test; /* arenas created before arena_max is worked out */
     size_t tcache_count; /* chunks per thread-cache bin; 0: no thread cache */
+    size_t tcache_max;   /* largest request the thread cache keeps; 0: none */
     int perturb;         /* 0: off; else fill allocations with ~byte, freed memory with byte */
     size_t purge_delay;  /* ms between purges of free pages inside heaps; 0: never */
     int check_action;    /* PTM_CHECK_* (PTM_CHECK / MALLOC_CHECK_) */
@@ -311,6 +312,9 @@ size_t ptm_purge_free_pages(ptm_arena_t *a);
  * has passed: memory that stays free goes back, with a bounded number of
  * system calls per second. */
 void ptm_maybe_purge(ptm_arena_t *a);
+/* ptm_maybe_purge for a caller that already calls it only now and then: it
+ * reads the clock whenever a purge is due. */
+void ptm_maybe_purge_now(ptm_arena_t *a);
 PTM_INLINE int ptm_purge_due(const ptm_arena_t *a)
 {
     return a->dirty > a->purge_limit || a->trim_hold != 0;

@@ -183,11 +183,13 @@ static void snapshot_arena(ptm_arena_t *a, snapshot_t *s)
         if (tc->arena != a)
             continue;
         s->threads++;
-        for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
+        for (size_t i = 2; i < PTM_TCACHE_NBINS; i++) {
             unsigned n = ptm_tcache_count(tc, i);
             s->bins[BIN_TCACHE].chunks += n;
-            s->bins[BIN_TCACHE].bytes += (uint64_t)n * (i << 4);
+            if (i < PTM_TCACHE_BINS)
+                s->bins[BIN_TCACHE].bytes += (uint64_t)n * (i << 4);
         }
+        s->bins[BIN_TCACHE].bytes += __atomic_load_n(&tc->large_bytes, __ATOMIC_RELAXED);
 #define PTM_X(field, desc) s->calls.field += tc->stats.field;
         PTM_THREAD_COUNTERS(PTM_X)
 #undef PTM_X

@@ -23,6 +23,12 @@ const uint8_t ptm_tcache_bin_of[PTM_TCACHE_BINS - 1] = {
 _Static_assert(PTM_TCACHE_BINS == 66, "ptm_tcache_bin_of lists bins 2 to 65");
 int ptm_track_memcheck;
 
+/* Every this many calls, the large bins look at whether the thread's arena
+ * is due a purge (ptm_maybe_purge): a program whose ordinary activity they
+ * serve would otherwise never give the arena the chance to return what
+ * stays free, or to let go of trimmed memory it holds back. */
+#define LARGE_TICKS 32
+
 static pthread_key_t exit_key;
 static int exit_key_ready;
 static ptm_lock_t exit_key_lock = PTM_LOCK_INIT;
@@ -37,8 +43,9 @@ static void thread_exit(void *arg)
         return;
     ptm_tcache_flush_all(tc);
     tc->max_count = 0;
-    for (size_t i = 0; i < PTM_TCACHE_BINS; i++)
+    for (size_t i = 0; i < PTM_TCACHE_NBINS; i++)
         tc->room[i] = 0;
+    tc->large_max = 0;
     tc->state = PTM_THREAD_DEAD;
     tc->own_n = 0;
     ptm_stats_thread_end(tc);
@@ -79,13 +86,29 @@ void ptm_thread_init(ptm_tcache_t *tc)
         count = 0;
     }
     tc->max_count = (uint16_t)(count > PTM_TCACHE_COUNT_LIMIT ? PTM_TCACHE_COUNT_LIMIT : count);
+    /* Chunks up to this size are cached: none when tcache_max is 0. */
+    size_t limit = ptm_params.tcache_max == 0 ? 0 : ptm_request2size(ptm_params.tcache_max);
     for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
         size_t cap = tc->max_count;
         if (scaled) {
             cap = tc->max_count * PTM_TCACHE_BIN_BYTES / (i << 4);
             cap = cap > PTM_TCACHE_BIN_MAX ? PTM_TCACHE_BIN_MAX : cap < tc->max_count ? tc->max_count : cap;
         }
+        if ((i << 4) > limit)
+            cap = 0;
         tc->cap[i] = tc->room[i] = (uint16_t)cap;
+    }
+    tc->large_max = limit > PTM_TCACHE_MAX_SIZE && tc->max_count != 0 ? limit : 0;
+    tc->large_ticks = LARGE_TICKS;
+    for (size_t k = 0; k < PTM_TCACHE_LARGE_BINS; k++) {
+        /* The smallest chunk of class k. */
+        size_t lo = (8 + (k & 7)) << (10 + k / 8 - 3), cap = PTM_TCACHE_LARGE_BYTES / 4 / lo;
+        cap = cap < 1 ? 1 : cap > PTM_TCACHE_LARGE_MAX_COUNT ? PTM_TCACHE_LARGE_MAX_COUNT : cap;
+        if (cap > tc->max_count)
+            cap = tc->max_count;
+        if (lo > tc->large_max)
+            cap = 0;
+        tc->cap[PTM_TCACHE_BINS + k] = tc->room[PTM_TCACHE_BINS + k] = (uint16_t)cap;
     }
     tc->key = ptm_tcache_key;
     /* Without a cache every free goes slow anyway: it need not read a
@@ -123,15 +146,18 @@ void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem)
     }
 }
 
-/* Frees a list of n cached chunks (linked as in the cache) to their arenas. */
-static void free_list(void *e, size_t n)
+/* Frees a list of n cached chunks (linked as in the cache) to their arenas;
+ * returns their bytes. */
+static size_t free_list(void *e, size_t n)
 {
     ptm_arena_t *locked = NULL;
+    size_t bytes = 0;
     while (n-- > 0 && e != NULL) {
         void **w = e;
         void *next = ptm_tcache_mangle(e, w[0]);
         w[1] = NULL;
         ptm_chunk_t *p = ptm_mem2chunk(e);
+        bytes += ptm_csize(p);
         ptm_arena_t *a = ptm_arena_of_checked(p);
         if (a != locked) {
             if (locked != NULL) {
@@ -148,6 +174,7 @@ static void free_list(void *e, size_t n)
         ptm_verify_arena(locked);
         ptm_unlock(&locked->lock);
     }
+    return bytes;
 }
 
 void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
@@ -165,13 +192,79 @@ void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
     else
         tc->heads[i] = NULL;
     tc->room[i] = (uint16_t)(tc->cap[i] - keep);
-    free_list(e, count - keep);
+    size_t bytes = free_list(e, count - keep);
+    if (i >= PTM_TCACHE_BINS) {
+        tc->large_bytes -= bytes;
+        if (keep == 0)
+            tc->large_map &= ~((uint64_t)1 << (i - PTM_TCACHE_BINS));
+    }
 }
 
 void ptm_tcache_flush_all(ptm_tcache_t *tc)
 {
-    for (size_t i = 2; i < PTM_TCACHE_BINS; i++)
+    for (size_t i = 2; i < PTM_TCACHE_NBINS; i++)
         ptm_tcache_flush_bin(tc, i, 0);
+}
+
+static void large_tick(ptm_tcache_t *tc)
+{
+    if (--tc->large_ticks > 0)
+        return;
+    tc->large_ticks = LARGE_TICKS;
+    ptm_arena_t *a = tc->arena;
+    if (!ptm_purge_due(a)) /* without the lock: a hint */
+        return;
+    ptm_lock(&a->lock);
+    ptm_maybe_purge_now(a);
+    ptm_verify_arena(a);
+    ptm_unlock(&a->lock);
+}
+
+void *ptm_tcache_take_large(ptm_tcache_t *tc, size_t nb)
+{
+    large_tick(tc);
+    size_t k = ptm_tcache_large_index(nb);
+    tc->large_want = (uint8_t)k;
+    void **e = tc->heads[k];
+    if (e == NULL)
+        return NULL;
+    size_t size = ptm_csize(ptm_mem2chunk(e));
+    if (size < nb)
+        return NULL;
+    void *next = ptm_tcache_mangle(e, e[0]);
+    if (ptm_unlikely(ptm_misaligned(next) || ptm_tcache_large_index(size) != k || size > tc->large_max))
+        ptm_tcache_corrupt(next);
+    tc->heads[k] = next;
+    tc->room[k]++;
+    tc->large_bytes -= size;
+    if (next == NULL)
+        tc->large_map &= ~((uint64_t)1 << (k - PTM_TCACHE_BINS));
+    if (ptm_mem2chunk(e) == tc->large_at_top)
+        tc->large_at_top = NULL;
+    e[1] = NULL;
+    return e;
+}
+
+void ptm_tcache_flush_large(ptm_tcache_t *tc)
+{
+    while (tc->large_map != 0)
+        ptm_tcache_flush_bin(tc, PTM_TCACHE_BINS + (size_t)__builtin_ctzll(tc->large_map), 0);
+    tc->large_at_top = NULL;
+}
+
+void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size)
+{
+    large_tick(tc);
+    size_t k = ptm_tcache_large_index(size);
+    if (tc->large_bytes + size > PTM_TCACHE_LARGE_BYTES)
+        ptm_tcache_flush_large(tc);
+    else if (tc->room[k] == 0)
+        ptm_tcache_flush_bin(tc, k, tc->cap[k] / 2u);
+    ptm_tcache_push(tc, k, ptm_chunk2mem(p), ptm_tcache_key);
+    tc->large_bytes += size;
+    tc->large_map |= (uint64_t)1 << (k - PTM_TCACHE_BINS);
+    if (tc->large_bytes == size && ptm_tcache_before_top(p, size))
+        tc->large_at_top = p;
 }
 
 void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
@@ -211,18 +304,29 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
 
 size_t ptm_tcache_check(ptm_tcache_t *tc)
 {
-    size_t total = 0;
+    size_t total = 0, large_bytes = 0;
     if (tc->state != PTM_THREAD_ACTIVE)
         return 0;
-    for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
+    for (size_t i = 2; i < PTM_TCACHE_NBINS; i++) {
         size_t n = 0;
         for (void *e = tc->heads[i]; e != NULL; e = ptm_tcache_mangle(e, *(void **)e)) {
             ptm_chunk_t *p = ptm_mem2chunk(e);
-            if (ptm_misaligned(e) || ++n > ptm_tcache_count(tc, i) || ptm_is_mmapped(p) ||
-                (ptm_csize(p) >> 4) != i || ((void **)e)[1] != (void *)ptm_tcache_key || !ptm_inuse(p)) {
+            size_t size = ptm_misaligned(e) ? 0 : ptm_csize(p);
+            int bad_size = i < PTM_TCACHE_BINS ? (size >> 4) != i
+                                               : size <= PTM_TCACHE_MAX_SIZE || size > tc->large_max ||
+                                                     ptm_tcache_large_index(size) != i;
+            if (ptm_misaligned(e) || ++n > ptm_tcache_count(tc, i) || ptm_is_mmapped(p) || bad_size ||
+                ((void **)e)[1] != (void *)ptm_tcache_key || !ptm_inuse(p)) {
                 ptm_dprintf(2, "ptm_heap_check(): bad thread-cache entry at %p (bin %zu)\n", e, i);
                 ptm_corrupt("ptm_heap_check(): thread cache corrupted");
             }
+            if (i >= PTM_TCACHE_BINS)
+                large_bytes += size;
+        }
+        if (i >= PTM_TCACHE_BINS && ((tc->large_map >> (i - PTM_TCACHE_BINS)) & 1) != (n != 0)) {
+            ptm_dprintf(2, "ptm_heap_check(): thread-cache large bin %zu holds %zu, map says %s\n", i, n,
+                        n != 0 ? "empty" : "not empty");
+            ptm_corrupt("ptm_heap_check(): thread cache corrupted");
         }
         if (n != ptm_tcache_count(tc, i)) {
             ptm_dprintf(2, "ptm_heap_check(): thread-cache bin %zu holds %zu, counts %u\n", i, n,
@@ -230,6 +334,11 @@ size_t ptm_tcache_check(ptm_tcache_t *tc)
             ptm_corrupt("ptm_heap_check(): thread cache corrupted");
         }
         total += n;
+    }
+    if (large_bytes != tc->large_bytes) {
+        ptm_dprintf(2, "ptm_heap_check(): thread-cache large bins hold %zu bytes, count %zu\n",
+                    large_bytes, tc->large_bytes);
+        ptm_corrupt("ptm_heap_check(): thread cache corrupted");
     }
     return total;
 }

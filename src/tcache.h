@@ -2,10 +2,15 @@
  * the inline fast paths that use it.  Lock-free by construction: a thread's
  * cache is touched only by that thread.
  *
- * Bin i holds free chunks of size 16 * i (32 .. PTM_TCACHE_MAX_SIZE), up to
- * cap[i] of them (by default 16 of the largest chunks and more of smaller
- * ones: PTM_TCACHE_BIN_BYTES per count, at most PTM_TCACHE_BIN_MAX), as a
- * LIFO list threaded through their user memory:
+ * Small bin i (2 .. PTM_TCACHE_BINS - 1) holds free chunks of size 16 * i
+ * (32 .. PTM_TCACHE_MAX_SIZE), up to cap[i] of them (by default 16 of the
+ * largest chunks and more of smaller ones: PTM_TCACHE_BIN_BYTES per count, at
+ * most PTM_TCACHE_BIN_MAX).  Above them, large bin k (PTM_TCACHE_BINS ..
+ * PTM_TCACHE_NBINS - 1) holds chunks of any size in its class, eight classes
+ * per doubling from 1 KiB (ptm_tcache_large_index), up to tc->large_max; a
+ * request takes the head of its class if that is big enough.  Large bins hold
+ * few chunks each and tc->large_bytes at most PTM_TCACHE_LARGE_BYTES in all.
+ * Every bin is a LIFO list threaded through the chunks' user memory:
  *
  *   mem -> +------------------------------------+
  *          | next, mangled: next ^ (mem >> 12)  |   safe-linking: a forged
@@ -26,6 +31,7 @@
 
 #include <stdint.h>
 
+#include "arena.h"
 #include "chunk.h"
 #include "error.h"
 #include "stats.h"
@@ -48,14 +54,28 @@
 #define PTM_TCACHE_AUTO ((size_t)PTM_TCACHE_COUNT_LIMIT + 1)
 #define PTM_TCACHE_BIN_MAX 128
 
+/* Large bins: chunk sizes from 1 KiB to 256 KiB, eight classes per doubling
+ * (as many as large_map has bits). */
+#define PTM_TCACHE_LARGE_BINS 64
+#define PTM_TCACHE_NBINS (PTM_TCACHE_BINS + PTM_TCACHE_LARGE_BINS)
+/* The largest request tcache_max accepts, and its default: requests up to
+ * it are cached (chunks of at most ptm_request2size of it). */
+#define PTM_TCACHE_MAX_LIMIT ((size_t)128 << 10)
+#define PTM_TCACHE_MAX_DEFAULT ((size_t)64 << 10)
+/* Most bytes a thread keeps in its large bins; each large bin holds a
+ * quarter of it in chunks of its class's smallest size, at least 1 and at
+ * most PTM_TCACHE_LARGE_MAX_COUNT chunks. */
+#define PTM_TCACHE_LARGE_BYTES ((size_t)256 << 10)
+#define PTM_TCACHE_LARGE_MAX_COUNT 16
+
 struct ptm_arena;
 
 enum { PTM_THREAD_NEW = 0, PTM_THREAD_ACTIVE, PTM_THREAD_DEAD };
 
 typedef struct ptm_tcache {
-    void *heads[PTM_TCACHE_BINS];
-    uint16_t room[PTM_TCACHE_BINS];
-    uint16_t cap[PTM_TCACHE_BINS]; /* most chunks bin i holds */
+    void *heads[PTM_TCACHE_NBINS];
+    uint16_t room[PTM_TCACHE_NBINS];
+    uint16_t cap[PTM_TCACHE_NBINS]; /* most chunks bin i holds; 0 above tcache_max */
     uint16_t max_count;     /* tcache_count; 0 until set up, and once the thread is exiting */
     uint8_t state;          /* PTM_THREAD_* */
     struct ptm_arena *arena; /* where this thread allocates */
@@ -63,6 +83,14 @@ typedef struct ptm_tcache {
      * paths; 0 until the thread is set up, so every free goes slow. */
     uintptr_t own_lo, own_n;
     uintptr_t key; /* ptm_tcache_key, once set up */
+    size_t large_max;   /* largest chunk the large bins take; 0: none */
+    size_t large_bytes; /* bytes of the chunks in the large bins */
+    uint64_t large_map;   /* bit k: large bin PTM_TCACHE_BINS + k is not empty */
+    /* The chunk the large bins took from right before its arena's top, while
+     * they may still hold it (a hint: ptm_tcache_release_top). */
+    ptm_chunk_t *large_at_top;
+    uint8_t large_want; /* the large bin of the last request for one */
+    unsigned large_ticks; /* large-bin calls until the arena's purge is looked at */
     ptm_thread_stats_t stats; /* not yet folded into an arena */
     struct ptm_tcache *next, *prev; /* live threads (stats.c) */
 } ptm_tcache_t;
@@ -97,6 +125,21 @@ PTM_INLINE int ptm_tcache_owns(const ptm_tcache_t *tc, const void *mem)
     return off < tc->own_n;
 }
 
+/* The large bin of a chunk of size s, PTM_TCACHE_MAX_SIZE < s < 256 KiB:
+ * bin PTM_TCACHE_BINS + 8 * (log2(s) - 10) + the next three bits of s. */
+PTM_INLINE size_t ptm_tcache_large_index(size_t s)
+{
+    unsigned lg = 63u - (unsigned)__builtin_clzl(s);
+    return PTM_TCACHE_BINS + ((size_t)(lg - 10) << 3) + ((s >> (lg - 3)) & 7);
+}
+
+/* The bin of a chunk of size s < PTM_TCACHE_LARGE_END, small or large. */
+#define PTM_TCACHE_LARGE_END ((size_t)256 << 10)
+PTM_INLINE size_t ptm_tcache_bin(size_t s)
+{
+    return s <= PTM_TCACHE_MAX_SIZE ? s >> 4 : ptm_tcache_large_index(s);
+}
+
 PTM_INLINE void *ptm_tcache_mangle(const void *slot, const void *next)
 {
     return (void *)(((uintptr_t)slot >> 12) ^ (uintptr_t)next);
@@ -129,6 +172,59 @@ PTM_INLINE void ptm_tcache_push(ptm_tcache_t *tc, size_t i, void *mem, uintptr_t
     tc->room[i]--;
 }
 
+/* Returns the chunks of the large bins to their arenas. */
+void ptm_tcache_flush_large(ptm_tcache_t *tc);
+
+/* The large bins cache a chunk freed right before top only while they hold
+ * no other (ptm_tcache_put_large): a program that frees and asks again for
+ * one block reuses it without a lock.  Before the thread carves anything
+ * else from top, or grows a block into the space behind it, the large bins
+ * give that chunk back, so that it merges into top and what comes next
+ * is carved where it would have been without the cache. */
+PTM_INLINE void ptm_tcache_release_top(ptm_tcache_t *tc)
+{
+    if (ptm_unlikely(tc->large_at_top != NULL))
+        ptm_tcache_flush_large(tc);
+}
+
+/* As ptm_tcache_release_top, when the chunk follows chunk p of size
+ * `size`, which is about to grow. */
+PTM_INLINE void ptm_tcache_release_top_after(ptm_tcache_t *tc, const ptm_chunk_t *p, size_t size)
+{
+    if (ptm_unlikely(tc->large_at_top == ptm_chunk_at(p, size)))
+        ptm_tcache_flush_large(tc);
+}
+
+/* Whether top follows chunk p of size `size` in p's arena (read without
+ * the arena's lock: a hint). */
+PTM_INLINE int ptm_tcache_before_top(const ptm_chunk_t *p, size_t size)
+{
+    return ptm_chunk_at(p, size) == __atomic_load_n(&ptm_arena_of(p)->top, __ATOMIC_RELAXED);
+}
+
+/* Whether the large bins should take chunk p of size `size`
+ * (PTM_TCACHE_MAX_SIZE < size <= tc->large_max), being freed.  A cached
+ * chunk keeps the arena from merging it, so when p would merge there with
+ * free memory before it, or with top while other chunks are cached (the
+ * program is giving memory back, not reusing it), they are emptied into the
+ * arenas instead and the answer is no: the caller frees p to its arena,
+ * where all of it can merge, and top can shrink.  Nor do they take a chunk
+ * before top unless its class is the one last asked for (a program freeing
+ * and asking again for one size), not, say, a block that realloc grew into
+ * top and that top should take back. */
+PTM_INLINE int ptm_tcache_large_wanted(ptm_tcache_t *tc, const ptm_chunk_t *p, size_t size)
+{
+    if (ptm_likely(ptm_prev_inuse(p))) {
+        if (!ptm_tcache_before_top(p, size))
+            return 1;
+        if (tc->large_bytes == 0 && ptm_tcache_large_index(size) == tc->large_want)
+            return 1;
+    }
+    if (tc->large_map != 0)
+        ptm_tcache_flush_large(tc);
+    return 0;
+}
+
 /* ---- tcache.c ---- */
 /* Sets up the calling thread: arena, cache size, exit handler. */
 void ptm_thread_init(ptm_tcache_t *tc);
@@ -137,7 +233,15 @@ void ptm_tcache_own_refresh(ptm_tcache_t *tc);
 /* mem carries the cache key: aborts if it is really in the cache (a double
  * free), returns if the key was the user's data. */
 void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem);
-/* Frees the older half of a full bin back to the arenas. */
+/* A chunk of at least nb bytes (PTM_TCACHE_MAX_SIZE < nb <= tc->large_max)
+ * from its large bin, or NULL. */
+void *ptm_tcache_take_large(ptm_tcache_t *tc, size_t nb);
+/* Caches chunk p of size `size` (ptm_tcache_large_wanted) in its large
+ * bin, making room by flushing that bin, or all of them when they hold too
+ * many bytes. */
+void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size);
+/* Keeps the newest `keep` chunks of bin i and frees the older ones back to
+ * their arenas. */
 void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep);
 /* Fills bin i (chunk size nb) from arena a, whose lock the caller holds, and
  * returns one chunk for the caller, or NULL. */

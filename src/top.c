@@ -390,6 +390,11 @@ void ptm_maybe_purge(ptm_arena_t *a)
         return;
     }
     a->purge_countdown = 64;
+    ptm_maybe_purge_now(a);
+}
+
+void ptm_maybe_purge_now(ptm_arena_t *a)
+{
     size_t limit = a->in_use / 8;
     a->purge_limit = limit > PTM_PURGE_MIN_DIRTY ? limit : PTM_PURGE_MIN_DIRTY;
     if (ptm_params.purge_delay == 0 || !ptm_purge_due(a))

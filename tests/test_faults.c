@@ -98,6 +98,8 @@ static void exhaust(void)
     static const size_t big[] = {16 * MiB, 4 * MiB, MiB, 256 * KiB, 64 * KiB, 16 * KiB, 4 * KiB, 2 * KiB};
     cr_assert(ptm_os_faults.brk_fail && ptm_os_faults.mmap_fail_after == 0,
               "exhausting needs brk and mmap refused");
+    /* Cached blocks would serve requests the arenas no longer can. */
+    ptm_tcache_flush_all(&ptm_tcache);
     size_t got;
     do {
         got = 0;
@@ -369,6 +371,7 @@ Test(faults, realloc_grows_in_place_without_the_system)
     sink = guard;
     fill(a, 3000, 9);
     free(b);
+    ptm_tcache_flush_all(&ptm_tcache); /* b into the arena, out of the thread cache */
     faults_all();
     unsigned char *m = realloc(a, 5500);
     cr_assert_eq(m, a, "realloc into a free neighbour moved the block");

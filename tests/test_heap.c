@@ -17,6 +17,7 @@
 #include "arena.h"
 #include "os.h"
 #include "ptm.h"
+#include "large_cache.h"
 #include "tcache.h"
 #include "track.h"
 
@@ -493,13 +494,15 @@ __attribute__((noinline)) static size_t *chunk_word(void *mem, size_t off)
     return (size_t *)((uintptr_t)mem - 16 + off);
 }
 
-/* Blocks too large for the thread cache, so that freeing them reaches the
- * arena's bins: BLK bytes make a chunk of BLK_CHUNK. */
+/* Blocks too large for the fastbins, and kept out of the thread cache
+ * (no_large_cache), so that freeing them reaches the arena's bins: BLK bytes
+ * make a chunk of BLK_CHUNK. */
 #define BLK 2000
 #define BLK_CHUNK 2016
 
 Test(heap, walker_catches_a_broken_boundary_tag, .signal = SIGABRT)
 {
+    no_large_cache();
     char *a = malloc(BLK), *b = malloc(BLK), *c = malloc(BLK);
     sink = a;
     sink = c;
@@ -511,6 +514,7 @@ Test(heap, walker_catches_a_broken_boundary_tag, .signal = SIGABRT)
 
 Test(heap, walker_catches_a_broken_bin_link, .signal = SIGABRT)
 {
+    no_large_cache();
     char *a = malloc(BLK), *b = malloc(BLK), *c = malloc(BLK), *d = malloc(BLK);
     sink = b;
     sink = d;
@@ -651,6 +655,81 @@ Test(heap, purging_off_keeps_free_pages)
     ptm_params.purge_delay = 0;
     double r = scattered_free_rss_ratio();
     cr_assert_gt(r, 0.9, "with purging off, RSS fell to %.0f%%", r * 100);
+}
+
+/* ---- the thread cache's large bins ---- */
+
+/* The chunks and bytes in the calling thread's large bins. */
+static size_t large_cached(size_t *bytes)
+{
+    size_t n = 0;
+    for (size_t i = PTM_TCACHE_BINS; i < PTM_TCACHE_NBINS; i++)
+        n += ptm_tcache_count(&ptm_tcache, i);
+    *bytes = ptm_tcache.large_bytes;
+    return n;
+}
+
+Test(heap, blocks_above_1k_are_cached_by_size_class)
+{
+    size_t bytes;
+    sink = malloc(3000);
+    char *a = malloc(3000); /* a 3008-byte chunk: class 2816..3071 */
+    sink = malloc(3000);
+    ptm_tcache_flush_large(&ptm_tcache);
+    free(a);
+    cr_assert_eq(large_cached(&bytes), 1);
+    cr_assert_eq(bytes, 3008);
+    /* Smaller, same class: the cached block serves it. */
+    cr_assert_eq(malloc(2900), a);
+    cr_assert_eq(large_cached(&bytes), 0);
+    cr_assert_eq(bytes, 0);
+    free(a);
+    /* Larger than the cached block: not served from it. */
+    char *b = malloc(3050);
+    cr_assert_neq(b, a);
+    cr_assert_eq(large_cached(&bytes), 1);
+    sink = b;
+    check_heap();
+}
+
+Test(heap, a_free_next_to_free_memory_empties_the_large_bins)
+{
+    size_t bytes;
+    char *a = malloc(5000), *b = malloc(5000), *c = malloc(5000), *d = malloc(5000);
+    sink = d;
+    ptm_tcache_flush_large(&ptm_tcache);
+    no_large_cache();
+    free(a); /* into the arena: b's predecessor is free */
+    ptm_params.tcache_max = PTM_TCACHE_MAX_DEFAULT;
+    ptm_tcache.large_max = ptm_request2size(PTM_TCACHE_MAX_DEFAULT);
+    free(c); /* its neighbours are in use: cached */
+    cr_assert_eq(large_cached(&bytes), 1);
+    free(b); /* would merge with a: everything goes to the arena */
+    cr_assert_eq(large_cached(&bytes), 0);
+    cr_assert_eq(bytes, 0);
+    /* a, b and c are one free chunk now. */
+    ptm_chunk_t *p = (ptm_chunk_t *)chunk_word(a, 0);
+    cr_assert_geq(ptm_csize(p), 3 * 5008);
+    check_heap();
+}
+
+Test(heap, large_bins_keep_to_their_byte_budget)
+{
+    enum { N = 200 };
+    static char *b[N];
+    size_t bytes;
+    for (int i = 0; i < N; i++)
+        b[i] = malloc(6000 + 700 * (size_t)(i % 50));
+    for (int i = 0; i < N; i += 2) {
+        free(b[i]); /* between blocks in use */
+        large_cached(&bytes);
+        cr_assert_leq(bytes, PTM_TCACHE_LARGE_BYTES);
+    }
+    cr_assert_gt(large_cached(&bytes), 0);
+    check_heap();
+    for (int i = 1; i < N; i += 2)
+        free(b[i]);
+    check_heap();
 }
 
 /* ---- the ownership map (owner.h) follows every mapping ---- */

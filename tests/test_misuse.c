@@ -15,6 +15,7 @@
 
 #include "arena.h"
 #include "ptm.h"
+#include "large_cache.h"
 #include "tcache.h"
 
 static void *volatile sink;
@@ -136,10 +137,11 @@ static void double_free_fast_through_cache(void)
     free(a);
 }
 
-/* An arena block of n bytes, too big for the cache and the fastbins, freed
- * twice with the block after it in use. */
+/* An arena block of n bytes, too big for the fastbins and kept out of the
+ * cache, freed twice with the block after it in use. */
 static void double_free_sized(size_t n)
 {
+    no_large_cache();
     void *a = malloc(n), *b = malloc(n);
     sink = b;
     free(a);
@@ -306,6 +308,7 @@ static void free_forged_mapped_chunk_inside_a_block(void)
  * is freed. */
 static void free_after_header_overflow(size_t off, size_t set, size_t clear)
 {
+    no_large_cache();
     char *a = malloc(2000), *b = malloc(2000), *c = malloc(2000);
     sink = a;
     sink = c;
@@ -384,7 +387,8 @@ static void fastbin_link_poisoned(void)
 
 static void unsorted_link_corrupted(void)
 {
-    /* Guards too large for the thread cache come from top, in order. */
+    no_large_cache();
+    /* Guards carved from top, in order. */
     void *a = malloc(2000), *g = malloc(2000), *b = malloc(2000), *g2 = malloc(2000);
     sink = g;
     sink = g2;
@@ -477,14 +481,16 @@ static void break_a_boundary_tag(void)
 
 static void arena_walk_on_locked_call(void)
 {
+    no_large_cache();
     mallopt(M_CHECK_ACTION, PTM_CHECK_ARENA);
     break_a_boundary_tag();
-    sink = malloc(3000); /* too big for the thread cache: takes the lock */
+    sink = malloc(3000); /* not cached: takes the lock */
     sink = malloc(3000);
 }
 
 static void no_walk_by_default(void)
 {
+    no_large_cache();
     break_a_boundary_tag();
     sink = malloc(3000);
     sink = malloc(3000);
@@ -623,10 +629,11 @@ static void need_thread_arena(void *mem)
         _exit(6);
 }
 
-/* ---- double frees of chunks too big for the cache and the fastbins ---- */
+/* ---- double frees of arena chunks too big for the fastbins ---- */
 
 static void double_free_large_in_its_bin(void)
 {
+    no_large_cache();
     sink = from_top(3000);
     void *a = from_top(3000), *g = from_top(3000);
     sink = g;
@@ -644,6 +651,7 @@ static void double_free_large_merged_into_top(void)
 
 static void double_free_large_merged_with_its_predecessor(void)
 {
+    no_large_cache();
     void *x = from_top(3000), *a = from_top(3000), *g = from_top(3000);
     sink = g;
     free(x);
@@ -706,12 +714,17 @@ static void *thread_alloc_large(void *arg)
     return a;
 }
 
-static void double_free_large_in_thread(void) { in_thread(thread_double_free_large, NULL); }
+static void double_free_large_in_thread(void)
+{
+    no_large_cache();
+    in_thread(thread_double_free_large, NULL);
+}
 static void double_free_cached_in_thread(void) { in_thread(thread_double_free_aba, (void *)1); }
 static void double_free_fast_in_thread(void) { in_thread(thread_double_free_aba, NULL); }
 
 static void double_free_of_an_exited_threads_chunk(void)
 {
+    no_large_cache();
     /* The thread is gone; its arena (and the chunk) live on. */
     pthread_t t;
     void *a;
@@ -837,6 +850,7 @@ static void *in_large_bin(void)
  * links. */
 static void largebin_link_forged_then_merged(int k)
 {
+    no_large_cache();
     void *before, *p = in_large_bin_after(&before);
     *link_word(p, k) = (uintptr_t)fake_chunk();
     free(before);
@@ -848,6 +862,7 @@ static void largebin_bk_forged_then_merged(void) { largebin_link_forged_then_mer
 
 static void largebin_link_forged(int k)
 {
+    no_large_cache();
     void *p = in_large_bin();
     *link_word(p, k) = (uintptr_t)fake_chunk();
     sink = malloc(3000);
@@ -860,6 +875,7 @@ static void largebin_bk_nextsize_forged(void) { largebin_link_forged(3); }
 
 static void largebin_links_overwritten_with_data(void)
 {
+    no_large_cache();
     char *p = in_large_bin();
     memcpy(p, "a use after free wrote this text", 32);
     sink = malloc(3000);
@@ -869,6 +885,7 @@ static void largebin_links_overwritten_with_data(void)
  * 3071) of a 3000-byte one whose link k was forged. */
 static void largebin_insert_meets_forged_ring(size_t q_size, int k)
 {
+    no_large_cache();
     sink = from_top(3000);
     void *p = from_top(3000), *g = from_top(3000), *q = from_top(q_size), *g2 = from_top(3000);
     sink = g;
@@ -1029,6 +1046,7 @@ static void unsorted_chunk_size_overwritten(void)
 /* A 3008-byte chunk in its large bin gets a new size; malloc takes it. */
 static void large_chunk_size_set(size_t size)
 {
+    no_large_cache();
     void *p = in_large_bin();
     *chunk_word(p, 8) = size;
     sink = malloc(3000);
@@ -1036,6 +1054,43 @@ static void large_chunk_size_set(size_t size)
 
 static void large_chunk_size_overwritten(void) { large_chunk_size_set(0xc41); }
 static void large_chunk_size_overwritten_with_garbage(void) { large_chunk_size_set(((size_t)1 << 40) | 1); }
+
+/* ---- the cache's large bins (blocks above 1 KiB) ---- */
+
+/* A 3000-byte block between two in use, freed into its large bin. */
+static void *cached_large(void)
+{
+    sink = from_top(3000);
+    void *a = from_top(3000);
+    sink = from_top(3000);
+    free(a);
+    if (ptm_tcache_count(&ptm_tcache, ptm_tcache_large_index(3008)) != 1)
+        _exit(7); /* not cached: the case is void */
+    return a;
+}
+
+static void double_free_large_cached(void) { free(cached_large()); }
+static void realloc_of_a_large_cached_block(void) { sink = realloc(cached_large(), 3500); }
+
+static void large_cached_chunk_size_overwritten(void)
+{
+    /* Big enough for the request, but of another class. */
+    *chunk_word(cached_large(), 8) = 0xfb1; /* 4016, PREV_INUSE */
+    sink = malloc(3000);
+}
+
+Test(misuse, double_free_of_a_block_in_a_large_cache_bin)
+{
+    expect_abort(double_free_large_cached, "free(): double free detected in tcache 2");
+}
+Test(misuse, realloc_of_a_block_in_a_large_cache_bin)
+{
+    expect_abort(realloc_of_a_large_cached_block, "free(): double free detected in tcache 2");
+}
+Test(misuse, large_cached_chunk_whose_size_was_overwritten)
+{
+    expect_abort(large_cached_chunk_size_overwritten, "malloc(): memory corruption (tcache)");
+}
 
 Test(misuse, cached_chunk_whose_size_was_overwritten)
 {

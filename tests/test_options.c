@@ -288,11 +288,12 @@ Test(options, defaults_are_the_tables_and_the_allocators)
     cr_assert_eq(num(&r, "mmap_max"), PTM_DEFAULT_MMAP_MAX);
     cr_assert_eq(num(&r, "no_dyn_threshold"), 0);
     cr_assert_eq(num(&r, "tcache_count"), PTM_TCACHE_AUTO);
-    cr_assert_eq(num(&r, "tcache_max"), PTM_TCACHE_DEFAULT_COUNT);
+    cr_assert_eq(num(&r, "cache_count"), PTM_TCACHE_DEFAULT_COUNT);
     cr_assert_eq(num(&r, "perturb"), 0);
     cr_assert_eq(num(&r, "check_action"), PTM_CHECK_CHEAP);
     cr_assert_eq(num(&r, "verbose"), 0);
     cr_assert_eq(num(&r, "purge_delay"), PTM_DEFAULT_PURGE_DELAY);
+    cr_assert_eq(num(&r, "tcache_max"), PTM_TCACHE_MAX_DEFAULT);
 
     /* The report's defaults (the table's) are what the allocator starts
      * with (arena.c's initialiser). */
@@ -306,6 +307,7 @@ Test(options, defaults_are_the_tables_and_the_allocators)
                  {"mmap_max", "mmap_max"},
                  {"mxfast", "max_fast"},
                  {"tcache_count", "tcache_count"},
+                 {"tcache_max", "tcache_max"},
                  {"perturb", "perturb"},
                  {"check", "check_action"},
                  {"verbose", "verbose"},
@@ -466,6 +468,33 @@ Test(options, mxfast_decides_what_stays_in_a_fastbin)
     cr_assert_eq(n, 3);
 }
 
+Test(options, tcache_max_limits_the_sizes_the_thread_cache_keeps)
+{
+    struct run r;
+    /* By default blocks of a few KiB are cached too. */
+    probe_with(&r, NO_ENV, STEPS("tcache_fill:3000:4", "params"));
+    cr_assert_eq(num(&r, "cached"), 4);
+    cr_assert_eq(num(&r, "reuse"), 1);
+    cr_assert_eq(num(&r, "tcache_max"), PTM_TCACHE_MAX_DEFAULT);
+    int n = 0;
+    FOR_EACH_SPELLING (sp) {
+        if (!probe_spelled(&r, "tcache_max", sp, 2048, NO_ENV,
+                           STEPS("tcache_fill:3000:4", "tcache_fill:2000:4", "params")))
+            continue;
+        n++;
+        cr_assert_eq(num(&r, "tcache_max"), 2048, "by %s", spelling_name[sp]);
+        /* The first step's count (num reads the last). */
+        const char *first = strstr(r.out, "cached=");
+        cr_assert(first != NULL && strtoul(first + 7, NULL, 10) == 0,
+                  "3000 bytes cached with tcache_max 2048 by %s: %s", spelling_name[sp], r.out);
+        cr_assert_eq(num(&r, "cached"), 4, "2000 bytes not cached by %s", spelling_name[sp]);
+        probe_spelled(&r, "tcache_max", sp, 0, NO_ENV, STEPS("tcache_fill:48:10"));
+        cr_assert_eq(num(&r, "cached"), 0, "tcache_max 0 by %s", spelling_name[sp]);
+        cr_assert_eq(num(&r, "reuse"), 1, "free then malloc of one size must still work");
+    }
+    cr_assert_eq(n, 2);
+}
+
 Test(options, tcache_count_sizes_and_disables_the_thread_cache)
 {
     struct run r;
@@ -478,11 +507,11 @@ Test(options, tcache_count_sizes_and_disables_the_thread_cache)
         if (!probe_spelled(&r, "tcache_count", sp, 0, NO_ENV, STEPS("tcache_fill:48:10", "params")))
             continue;
         n++;
-        cr_assert_eq(num(&r, "tcache_max"), 0, "by %s", spelling_name[sp]);
+        cr_assert_eq(num(&r, "cache_count"), 0, "by %s", spelling_name[sp]);
         cr_assert_eq(num(&r, "cached"), 0);
         cr_assert_eq(num(&r, "reuse"), 1, "free then malloc of one size must still work");
         probe_spelled(&r, "tcache_count", sp, 3, NO_ENV, STEPS("tcache_fill:48:10", "params"));
-        cr_assert_eq(num(&r, "tcache_max"), 3);
+        cr_assert_eq(num(&r, "cache_count"), 3);
         cr_assert(num(&r, "cached") >= 1 && num(&r, "cached") <= 3, "cached %llu",
                   num(&r, "cached"));
         cr_assert_eq(num(&r, "reuse"), 1);
@@ -609,7 +638,7 @@ Test(options, bad_values_warn_once_and_keep_the_default)
         {"PTM_MXFAST=161", "PTM_MXFAST=161: expected a size in bytes from 0 to 160", "max_fast",
          PTM_DEFAULT_MAX_FAST},
         {"PTM_TCACHE_COUNT=65536", "PTM_TCACHE_COUNT=65536: expected an integer from 0 to 65535",
-         "tcache_max", PTM_TCACHE_DEFAULT_COUNT},
+         "cache_count", PTM_TCACHE_DEFAULT_COUNT},
         {"MALLOC_PERTURB_=256", "MALLOC_PERTURB_=256: expected an integer from 0 to 255", "perturb",
          0},
         {"MALLOC_CHECK_=4", "MALLOC_CHECK_=4: expected an integer from 0 to 3", "check_action",
@@ -655,7 +684,7 @@ Test(options, other_tunables_are_left_alone_silently)
     struct run r;
     probe_with(
         &r,
-        ENV("GLIBC_TUNABLES=glibc.rtld.optional_static_tls=2048:glibc.malloc.tcache_max=100:"
+        ENV("GLIBC_TUNABLES=glibc.rtld.optional_static_tls=2048:glibc.malloc.tcache_unsorted_limit=100:"
             "glibc.malloc.hugetlb=1:garbage::glibc.malloc.arena_maxx=5:glibc.malloc.arena_max=2",
             "MALLOC_ARENA_MAXX=7", "PTM_ARENA_MAXX=7", "XPTM_ARENA_MAX=7"),
         STEPS("params"));

@@ -205,10 +205,11 @@ static void step_tcache_fill(size_t n, unsigned k)
         die("tcache_fill-count");
     for (unsigned i = 0; i < k; i++)
         b[i] = xmalloc(n);
+    hold(xmalloc(n)); /* the last one freed is not next to top */
     void *last = b[k - 1];
     for (unsigned i = 0; i < k; i++)
         free(b[i]);
-    say("cached=%u\n", ptm_tcache_count(&ptm_tcache, ptm_tcache_index(n)));
+    say("cached=%u\n", ptm_tcache_count(&ptm_tcache, ptm_tcache_bin(ptm_request2size(n))));
     void *again = xmalloc(n);
     say("reuse=%d\n", again == last);
     hold(again);
@@ -223,10 +224,10 @@ static void step_params(void)
     const ptm_params_t *p = &ptm_params;
     say("arena_max=%zu\narena_test=%zu\nmmap_threshold=%zu\ntrim_threshold=%zu\ntop_pad=%zu\n"
         "max_fast=%zu\nmmap_max=%d\nno_dyn_threshold=%d\ntcache_count=%zu\nperturb=%d\n"
-        "check_action=%d\nverbose=%d\ntcache_max=%u\nsecure=%lu\npurge_delay=%zu\n",
+        "check_action=%d\nverbose=%d\ncache_count=%u\nsecure=%lu\npurge_delay=%zu\ntcache_max=%zu\n",
         p->arena_max, p->arena_test, p->mmap_threshold, p->trim_threshold, p->top_pad, p->max_fast,
         p->mmap_max, p->no_dyn_threshold, p->tcache_count, p->perturb, p->check_action, ptm_verbose,
-        (unsigned)ptm_tcache.max_count, getauxval(AT_SECURE), p->purge_delay);
+        (unsigned)ptm_tcache.max_count, getauxval(AT_SECURE), p->purge_delay, p->tcache_max);
 }
 
 int main(int argc, char **argv)
