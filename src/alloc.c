@@ -265,8 +265,11 @@ void *ptm_arena_malloc(ptm_arena_t *a, size_t nb)
 void *ptm_arena_carve_top(ptm_arena_t *a, size_t nb)
 {
     void *m = split_top(a, nb);
-    if (m != NULL)
-        ptm_in_use_add(a, nb);
+    if (m == NULL)
+        return NULL;
+    if (nb >= PTM_DIRTY_MIN_CHUNK)
+        ptm_dirty_reused(a, nb);
+    ptm_in_use_add(a, nb);
     return m;
 }
 

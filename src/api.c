@@ -549,7 +549,12 @@ static PTM_NOINLINE void *move_locked(ptm_chunk_t *p, size_t n, int track)
     void *mem = ptm_chunk2mem(p);
     size_t size = ptm_csize(p);
     int to_cache = tc->max_count != 0 && size <= PTM_TCACHE_MAX_SIZE;
-    void *m = ptm_arena_malloc(a, ptm_request2size(n));
+    /* To top when it has room: a block that grew out of its place may well
+     * grow again, and there it grows in place. */
+    size_t nb = ptm_request2size(n);
+    void *m = ptm_arena_carve_top(a, nb);
+    if (m == NULL)
+        m = ptm_arena_malloc(a, nb);
     if (m != NULL && !to_cache) {
         memcpy(m, mem, size - PTM_WORD);
         ptm_arena_free(a, p);
@@ -663,22 +668,53 @@ static PTM_NOINLINE void *realloc_slow(ptm_tcache_t *tc, void *mem, size_t n)
     return realloc_heap(p, n, nb, 0);
 }
 
-/* The fast path's move: block mem (chunk size 16 * j) to e, popped from
- * bin i; mem takes e's place in the cache. */
-static PTM_NOINLINE void *move_cached(ptm_tcache_t *tc, void *mem, size_t j, void *e, size_t i)
+/* The fast path's move of block mem (chunk size 16 * j, growing to n bytes,
+ * a chunk of 16 * i): to a chunk carved from top when top has room, where
+ * the block can go on growing in place (a block grown once is likely to
+ * grow again: moving it to a cached chunk instead copied it at every step of
+ * a growing loop), else to the cached chunk of its new size, else as the
+ * slow path does.  The old chunk goes to the cache. */
+static PTM_NOINLINE void *move_grown(ptm_tcache_t *tc, void *mem, size_t n, size_t j, size_t i)
 {
-    void *m = ptm_tcache_pop(tc, i, e);
+    ptm_arena_t *a = tc->arena;
+    ptm_lock(&a->lock);
+    void *m = ptm_arena_carve_top(a, i << 4);
+    ptm_verify_arena(a);
+    ptm_unlock(&a->lock);
+    if (m == NULL) {
+        void *e = tc->heads[i];
+        if (e == NULL)
+            return realloc_slow(tc, mem, n);
+        m = ptm_tcache_pop(tc, i, e);
+    }
     memcpy(m, mem, (j << 4) - PTM_WORD);
-    ptm_tcache_push(tc, j, mem, ptm_tcache_key);
+    free_impl(tc, mem);
     return m;
+}
+
+/* realloc of a block above the cache's small sizes, or to such a size:
+ * growing in place into top, as a loop that grows a block does at every
+ * step, goes straight to ptm_realloc_in_place, with the same test of the
+ * block as the fast path's; anything else takes the slow path. */
+static PTM_NOINLINE void *realloc_big(ptm_tcache_t *tc, void *mem, size_t n)
+{
+    if (ptm_tcache_owns(tc, mem) && n - 1 < PTM_MAX_REQUEST) {
+        ptm_chunk_t *p = ptm_mem2chunk(mem);
+        size_t head = p->size, nb = ptm_request2size(n);
+        ptm_arena_t *a = tc->arena;
+        if ((head & (PTM_IS_MMAPPED | PTM_NON_MAIN_ARENA)) == a->chunk_flag && ((uintptr_t *)mem)[1] != tc->key &&
+            nb > ptm_csize(p) && top_follows(a, p, ptm_csize(p)))
+            return ptm_realloc_in_place(a, p, nb, move_untracked);
+    }
+    return realloc_slow(tc, mem, n);
 }
 
 /* realloc's fast path, for a small block that grows within the thread
  * cache's sizes: with top right after it, it grows in place (no copy, and it
- * stays next to top for the next growth); otherwise, if its new size is
- * cached, it moves there and the old chunk takes its place in the cache,
- * without a lock.  (A thread with a cache is not under memcheck.)  Every way
- * out is a tail call, so that none pays for another's stack frame. */
+ * stays next to top for the next growth); otherwise it moves to top, or to a
+ * cached chunk, and the old chunk goes to the cache (move_grown).  (A thread
+ * with a cache is not under memcheck.)  Every way out is a tail call, so
+ * that none pays for another's stack frame. */
 PTM_INLINE void *realloc_impl(ptm_tcache_t *tc, void *mem, size_t n)
 {
     /* As free's: mem is 16-aligned in the thread arena's oldest segment,
@@ -691,12 +727,10 @@ PTM_INLINE void *realloc_impl(ptm_tcache_t *tc, void *mem, size_t n)
             ptm_arena_t *a = tc->arena;
             if (top_follows(a, p, j << 4))
                 return ptm_realloc_in_place(a, p, i << 4, move_untracked);
-            void *e = tc->heads[i];
-            if (ptm_likely(e != NULL))
-                return move_cached(tc, mem, j, e, i);
+            return move_grown(tc, mem, n, j, i);
         }
     }
-    return realloc_slow(tc, mem, n);
+    return realloc_big(tc, mem, n);
 }
 
 PTM_EXPORT void *realloc(void *mem, size_t n)

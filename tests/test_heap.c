@@ -732,6 +732,54 @@ Test(heap, large_bins_keep_to_their_byte_budget)
     check_heap();
 }
 
+/* ---- realloc growth that has to move ---- */
+
+/* Whether top follows the block mem in the thread's arena. */
+static int before_top(void *mem)
+{
+    ptm_chunk_t *c = (ptm_chunk_t *)chunk_word(mem, 0);
+    return ptm_chunk_at(c, ptm_csize(c)) == ptm_tcache.arena->top;
+}
+
+/* p, of n bytes, cannot grow in place: growing it to `to` moves it to top,
+ * and growing it again to `again` keeps it there. */
+static void grows_out_to_top(char *p, size_t n, size_t to, size_t again)
+{
+    memset(p, 7, n);
+    char *q = realloc(p, to);
+    cr_assert_neq(q, p);
+    cr_assert(before_top(q), "a block that grows out of its place did not move to top");
+    cr_assert_eq(q[n - 1], 7);
+    cr_assert_eq(realloc(q, again), q, "the moved block did not go on growing in place");
+    check_heap();
+}
+
+Test(heap, a_small_block_that_must_move_to_grow_goes_to_top_and_grows_there)
+{
+    char *p = malloc(100);
+    for (int k = 0; k < 1000 && !before_top(p); k++)
+        p = malloc(100); /* the others stay allocated */
+    cr_assert(before_top(p), "the setup needs p carved from top");
+    void *guard = malloc(3000); /* right after p */
+    free(malloc(200)); /* a cached chunk of p's new size */
+    void *guard2 = malloc(3000); /* and top away from it */
+    cr_assert_not_null(ptm_tcache.heads[ptm_tcache_index(200)]);
+    grows_out_to_top(p, 100, 200, 400);
+    sink = guard;
+    sink = guard2;
+}
+
+Test(heap, a_large_block_that_must_move_to_grow_goes_to_top_and_grows_there)
+{
+    no_large_cache();
+    char *p = malloc(3000), *guard = malloc(3000);
+    char *hole = malloc(4000), *guard2 = malloc(3000);
+    free(hole); /* a free chunk that fits the grown block, in a bin */
+    grows_out_to_top(p, 3000, 3500, 6000);
+    sink = guard;
+    sink = guard2;
+}
+
 /* ---- the ownership map (owner.h) follows every mapping ---- */
 
 /* Pages of [p, p + len) ptm's map calls its own. */
