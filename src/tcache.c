@@ -282,6 +282,8 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
      * rest out downwards, each next to top again once the one above it has
      * been freed into top. */
     unsigned batch = tc->cap[nb >> 4] / 4u;
+    if (batch > PTM_TCACHE_REFILL_MAX)
+        batch = PTM_TCACHE_REFILL_MAX;
     for (unsigned k = 0; k < batch; k++) {
         void *m = from_top ? ptm_arena_carve_top(a, nb) : ptm_arena_malloc(a, nb);
         if (m == NULL)

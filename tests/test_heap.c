@@ -383,6 +383,24 @@ static void check_arena(ptm_arena_t *a)
     ptm_unlock(&a->lock);
 }
 
+Test(heap, a_refill_takes_a_few_chunks_in_advance)
+{
+    /* A bin of 48-byte chunks holds 128: a refill takes 8 of them, not a
+     * quarter of that. */
+    ptm_arena_t *a = fresh_arena();
+    ptm_tcache_t *tc = &ptm_tcache;
+    size_t nb = 48, bin = nb >> 4;
+    cr_assert_geq(tc->cap[bin] / 4u, 2 * PTM_TCACHE_REFILL_MAX);
+    ptm_lock(&a->lock);
+    void *m = ptm_tcache_refill(tc, a, nb);
+    ptm_unlock(&a->lock);
+    cr_assert_not_null(m);
+    cr_assert_eq(ptm_tcache_count(tc, bin), PTM_TCACHE_REFILL_MAX);
+    free(m);
+    ptm_tcache_flush_all(tc);
+    check_arena(a);
+}
+
 Test(heap, a_refill_from_top_hands_out_the_chunk_next_to_top)
 {
     /* Carved from top, the chunk a refill hands out is the one next to top,
