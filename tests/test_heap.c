@@ -677,6 +677,15 @@ Test(heap, purging_off_keeps_free_pages)
 
 /* ---- the thread cache's large bins ---- */
 
+/* Sets the thread up, and skips a test of the thread cache under memcheck,
+ * where there is none. */
+static void need_thread_cache(void)
+{
+    free(malloc(1));
+    if (ptm_track_memcheck)
+        cr_skip_test("white box: under memcheck, with no thread cache");
+}
+
 /* The chunks and bytes in the calling thread's large bins. */
 static size_t large_cached(size_t *bytes)
 {
@@ -689,6 +698,7 @@ static size_t large_cached(size_t *bytes)
 
 Test(heap, blocks_above_1k_are_cached_by_size_class)
 {
+    need_thread_cache();
     size_t bytes;
     sink = malloc(3000);
     char *a = malloc(3000); /* a 3008-byte chunk: class 2816..3071 */
@@ -712,6 +722,7 @@ Test(heap, blocks_above_1k_are_cached_by_size_class)
 
 Test(heap, a_free_next_to_free_memory_empties_the_large_bins)
 {
+    need_thread_cache();
     size_t bytes;
     char *a = malloc(5000), *b = malloc(5000), *c = malloc(5000), *d = malloc(5000);
     sink = d;
@@ -733,6 +744,7 @@ Test(heap, a_free_next_to_free_memory_empties_the_large_bins)
 
 Test(heap, large_bins_keep_to_their_byte_budget)
 {
+    need_thread_cache();
     enum { N = 200 };
     static char *b[N];
     size_t bytes;
@@ -774,6 +786,7 @@ static void grows_out_to_top(char *p, size_t n, size_t to, size_t again)
 
 Test(heap, a_small_block_that_must_move_to_grow_goes_to_top_and_grows_there)
 {
+    need_thread_cache();
     char *p = malloc(100);
     for (int k = 0; k < 1000 && !before_top(p); k++)
         p = malloc(100); /* the others stay allocated */
