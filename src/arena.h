@@ -112,9 +112,11 @@ typedef struct ptm_arena {
     size_t in_use_peak;
     size_t dirty;             /* bytes freed in page-sized chunks since the last purge,
                                * less those allocated again since */
-    size_t purge_limit;       /* purge once dirty exceeds it: max(4 MiB, in_use / 8) */
+    size_t purge_limit;       /* purge once dirty has exceeded it for purge_delay ms:
+                               * max(4 MiB, in_use / 8) */
     unsigned purge_countdown; /* calls until the clock is read again while one is due */
-    uint64_t last_purge_ms;
+    int dirty_pending;        /* dirty has exceeded purge_limit since dirty_since_ms */
+    uint64_t dirty_since_ms;
     /* Top kept beyond top_pad when trimming: memory trimmed and asked for
      * again within purge_delay ms raises it by what those trims gave back,
      * so that a program cycling through a large amount does not fault it in

@@ -405,11 +405,20 @@ void ptm_maybe_purge_now(ptm_arena_t *a)
         a->trim_hold = 0;
         ptm_maybe_trim(a);
     }
-    if (a->dirty <= a->purge_limit)
+    if (a->dirty <= a->purge_limit) {
+        a->dirty_pending = 0;
         return;
-    if (now - a->last_purge_ms < ptm_params.purge_delay)
+    }
+    /* Only what has stayed free for the delay goes: memory freed and about
+     * to be asked for again is not purged, to be faulted in again at once. */
+    if (!a->dirty_pending) {
+        a->dirty_pending = 1;
+        a->dirty_since_ms = now;
         return;
-    a->last_purge_ms = now;
+    }
+    if (now - a->dirty_since_ms < ptm_params.purge_delay)
+        return;
+    a->dirty_pending = 0;
     a->dirty = 0;
     size_t n = ptm_purge_free_pages(a);
     if (n > 0) {

@@ -637,26 +637,40 @@ static size_t rss_kib(void)
  * everywhere, nothing at the top to trim.  Returns the RSS they add after /
  * before (what the process had before them, such as a sanitizer's run-time,
  * does not count). */
-static double scattered_free_rss_ratio(void)
+static size_t scattered_base, scattered_before;
+
+/* A little ordinary activity, wait_us after the scattered free; returns the
+ * RSS ratio then. */
+static double activity_rss_ratio(unsigned wait_us)
 {
-    enum { N = 4096 };
-    static char *b[N];
-    size_t base = rss_kib();
-    for (int i = 0; i < N; i++) {
-        b[i] = malloc(16384);
-        memset(b[i], 1, 16384);
-    }
-    size_t before = rss_kib();
-    for (int i = 0; i < N; i++)
-        if (i % 10 != 0)
-            free(b[i]);
-    /* Once the purge delay has passed, a little ordinary activity. */
-    usleep(20000);
+    usleep(wait_us);
     for (int i = 0; i < 100; i++)
         free(malloc(20000));
     size_t after = rss_kib();
     check_heap();
-    return ((double)after - (double)base) / ((double)before - (double)base);
+    return ((double)after - (double)scattered_base) / ((double)scattered_before - (double)scattered_base);
+}
+
+static void scattered_free(void)
+{
+    enum { N = 4096 };
+    static char *b[N];
+    scattered_base = rss_kib();
+    for (int i = 0; i < N; i++) {
+        b[i] = malloc(16384);
+        memset(b[i], 1, 16384);
+    }
+    scattered_before = rss_kib();
+    for (int i = 0; i < N; i++)
+        if (i % 10 != 0)
+            free(b[i]);
+}
+
+static double scattered_free_rss_ratio(void)
+{
+    scattered_free();
+    /* Once the purge delay has passed, a little ordinary activity. */
+    return activity_rss_ratio(20000);
 }
 
 Test(heap, free_pages_inside_the_heap_go_back)
@@ -666,6 +680,18 @@ Test(heap, free_pages_inside_the_heap_go_back)
     ptm_params.purge_delay = 5; /* ms: the test waits 20 */
     double r = scattered_free_rss_ratio();
     cr_assert_lt(r, 0.3, "RSS after freeing 90%% of the heap in holes is %.0f%% of before", r * 100);
+}
+
+Test(heap, free_pages_go_back_only_once_they_stayed_free_for_the_delay)
+{
+    if (UNDER_VALGRIND())
+        cr_skip_test("resident memory under valgrind is its own, not the program's");
+    ptm_params.purge_delay = 300; /* ms */
+    scattered_free();
+    double r = activity_rss_ratio(0);
+    cr_assert_gt(r, 0.9, "memory just freed was purged: RSS fell to %.0f%%", r * 100);
+    r = activity_rss_ratio(400 * 1000);
+    cr_assert_lt(r, 0.3, "RSS after the delay is %.0f%% of before", r * 100);
 }
 
 Test(heap, purging_off_keeps_free_pages)
