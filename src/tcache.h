@@ -139,8 +139,7 @@ PTM_INLINE size_t ptm_tcache_large_index(size_t s)
     return PTM_TCACHE_BINS + ((size_t)(lg - 10) << 3) + ((s >> (lg - 3)) & 7);
 }
 
-/* The bin of a chunk of size s < PTM_TCACHE_LARGE_END, small or large. */
-#define PTM_TCACHE_LARGE_END ((size_t)256 << 10)
+/* The bin of a chunk of size s < 256 KiB, small or large. */
 PTM_INLINE size_t ptm_tcache_bin(size_t s)
 {
     return s <= PTM_TCACHE_MAX_SIZE ? s >> 4 : ptm_tcache_large_index(s);
