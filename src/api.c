@@ -261,6 +261,30 @@ static PTM_NOINLINE void free_tracked(void *mem)
     PTM_TRACK_INTERNAL_END();
 }
 
+/* Caches block mem if it is another arena's, or lies where the thread's
+ * arena has grown since the cache last saw it, and nothing else stands in
+ * the way (as in free's fast path: a free slot, no cache key in the block);
+ * returns whether it did.  The test is ptm_arena_chunk's, which reads no
+ * ownership map. */
+PTM_INLINE int cache_other(ptm_tcache_t *tc, void *mem)
+{
+    /* No cache (not set up, exiting, or memcheck watching), or a block the
+     * fast path has seen and refused. */
+    if (tc->max_count == 0 || ptm_tcache_owns(tc, mem))
+        return 0;
+    ptm_chunk_t *p = ptm_arena_chunk(mem);
+    if (p == NULL)
+        return 0;
+    size_t head = p->size, i = head >> 4;
+    if (head >= PTM_TCACHE_BINS << 4 || (head & PTM_IS_MMAPPED) != 0 || tc->room[i] == 0 ||
+        ((uintptr_t *)mem)[1] == tc->key)
+        return 0;
+    ptm_tcache_push(tc, i, mem, tc->key);
+    if (ptm_unlikely(ptm_arena_of(p) == tc->arena))
+        ptm_tcache_own_refresh(tc);
+    return 1;
+}
+
 /* Puts chunk p (block mem, size bytes, not mapped) in the thread cache, if
  * that takes it; returns 0 when p is to go to its arena instead. */
 PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t size)
@@ -271,9 +295,6 @@ PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t s
     if (size <= PTM_TCACHE_MAX_SIZE) {
         if (tc->cap[i] == 0)
             return 0;
-        /* The arena's first segment may have grown since the cache last
-         * looked: the next free there can take the fast path. */
-        ptm_tcache_own_refresh(tc);
     } else {
         if (size > tc->large_max || !ptm_tcache_large_wanted(tc, p, size))
             return 0;
@@ -302,7 +323,8 @@ PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t s
 
 static PTM_NOINLINE void ptm_free_slow(void *mem)
 {
-    if (mem == NULL)
+    ptm_tcache_t *tc = &ptm_tcache;
+    if (cache_other(tc, mem) || mem == NULL)
         return;
     if (ptm_unlikely(PTM_TRACK_ON())) {
         free_tracked(mem);

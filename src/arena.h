@@ -374,6 +374,32 @@ PTM_INLINE ptm_arena_t *ptm_arena_of_checked(const ptm_chunk_t *p)
     return ptm_heap_of(p)->arena;
 }
 
+/* The chunk of block mem if mem is 16-aligned and lies either in the
+ * committed part of a secondary arena's heap, its header marking it as
+ * such, or in the main arena's oldest segment, its header saying so: its
+ * header can be read, and its arena is ptm_arena_of.  NULL otherwise (the
+ * block may still be ptm's: the ownership map decides).  Takes no lock: a
+ * heap's committed part never shrinks while the heap is mapped, and the main
+ * arena publishes its oldest segment as free's short test reads it. */
+PTM_INLINE ptm_chunk_t *ptm_arena_chunk(const void *mem)
+{
+    ptm_chunk_t *p = ptm_mem2chunk(mem);
+    const ptm_segment_t *h = ptm_heap_of(p);
+    if (ptm_misaligned(mem))
+        return NULL;
+    if (ptm_owner_is_heap(h)) {
+        size_t off = (uintptr_t)p - (uintptr_t)h;
+        if (off < h->first_off || off + PTM_HDR >= __atomic_load_n(&h->committed, __ATOMIC_RELAXED))
+            return NULL;
+        return ptm_non_main(p) ? p : NULL;
+    }
+    const ptm_arena_t *m = &ptm_main_arena;
+    uintptr_t i = ((uintptr_t)mem - __atomic_load_n(&m->own_lo, __ATOMIC_RELAXED)) / PTM_ALIGNMENT;
+    if (i >= __atomic_load_n(&m->own_n, __ATOMIC_RELAXED))
+        return NULL;
+    return ptm_non_main(p) ? NULL : p;
+}
+
 /* ---- mmap_chunk.c ---- */
 /* A chunk with its own mapping, at least nb bytes, its user memory aligned to
  * align (PTM_ALIGNMENT or a larger power of two); NULL when mmap fails or the

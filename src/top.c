@@ -137,7 +137,7 @@ static int grow_in_mapping(ptm_arena_t *a, size_t need, size_t want)
         if (ptm_os_commit(base + s->committed, new_off - s->committed) != 0 ||
             ptm_owner_add(base + s->committed, new_off - s->committed) != 0)
             return ENOMEM;
-        s->committed = new_off;
+        __atomic_store_n(&s->committed, new_off, __ATOMIC_RELAXED);
     }
     char *end = (char *)ptm_align_down((uintptr_t)(base + new_off), PTM_ALIGNMENT);
     grew(a, (size_t)(end - s->end));

@@ -734,6 +734,51 @@ static void double_free_of_an_exited_threads_chunk(void)
     free(a);
 }
 
+/* ---- blocks freed by a thread whose arena is not theirs ---- */
+
+static void *free_in_thread(void *mem)
+{
+    free(malloc(1)); /* sets the thread's cache up */
+    free(mem);
+    return NULL;
+}
+
+/* A small block of the main arena whose header claims a secondary arena,
+ * freed by a thread with an arena of its own. */
+static void free_forged_non_main_small_in_thread(void)
+{
+    char *a = malloc(100), *b = malloc(100), *c = malloc(100);
+    sink = a;
+    sink = c;
+    *chunk_word(b, 8) |= 4;
+    in_thread(free_in_thread, b);
+}
+
+/* Where a thread arena's heap is reserved but not yet read-write. */
+static void *past_committed(void *arg)
+{
+    void *p = malloc(100);
+    need_thread_arena(p);
+    ptm_segment_t *h = ptm_heap_of((ptm_chunk_t *)chunk_word(p, 0));
+    *(char **)arg = (char *)h + h->committed + 16;
+    return NULL;
+}
+
+static void free_past_a_heaps_committed_part(void)
+{
+    char *q;
+    in_thread(past_committed, &q);
+    free(q);
+}
+
+Test(misuse, free_in_another_thread_of_a_small_chunk_claiming_a_heap)
+{
+    expect_abort(free_forged_non_main_small_in_thread, "free(): invalid pointer");
+}
+Test(misuse, free_of_a_pointer_past_a_heaps_committed_part)
+{
+    expect_abort(free_past_a_heaps_committed_part, "free(): invalid pointer");
+}
 Test(misuse, double_free_of_a_large_chunk_in_a_thread_arena)
 {
     expect_abort(double_free_large_in_thread, "double free or corruption (!prev)");
