@@ -97,6 +97,7 @@ void ptm_thread_init(ptm_tcache_t *tc)
         if ((i << 4) > limit)
             cap = 0;
         tc->cap[i] = tc->room[i] = (uint16_t)cap;
+        tc->fill[i] = 1;
     }
     tc->large_max = limit > PTM_TCACHE_MAX_SIZE && tc->max_count != 0 ? limit : 0;
     tc->large_ticks = LARGE_TICKS;
@@ -281,9 +282,12 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
      * to top, which a realloc can grow in place, and the cache hands the
      * rest out downwards, each next to top again once the one above it has
      * been freed into top. */
-    unsigned batch = tc->cap[nb >> 4] / 4u;
-    if (batch > PTM_TCACHE_REFILL_MAX)
-        batch = PTM_TCACHE_REFILL_MAX;
+    size_t i = nb >> 4;
+    unsigned batch = tc->cap[i] / 4u;
+    if (batch > tc->fill[i])
+        batch = tc->fill[i];
+    if (tc->fill[i] < PTM_TCACHE_REFILL_MAX)
+        tc->fill[i] = (uint8_t)(tc->fill[i] * 2);
     for (unsigned k = 0; k < batch; k++) {
         void *m = from_top ? ptm_arena_carve_top(a, nb) : ptm_arena_malloc(a, nb);
         if (m == NULL)

@@ -53,11 +53,13 @@
  * glibc's tcache_count does. */
 #define PTM_TCACHE_AUTO ((size_t)PTM_TCACHE_COUNT_LIMIT + 1)
 #define PTM_TCACHE_BIN_MAX 128
-/* A refill takes a quarter of a bin's capacity from the arena, and at most
- * this many chunks: every chunk carved in advance is memory the program has
- * not asked for yet (a batch of 32 of each small size cost 4 threads about
- * 0.8 MiB of peak RSS in ptm-bench's mt workloads), while after the first
- * few the lock round trips they save no longer count. */
+/* A refill takes fill[i] chunks in advance, at most a quarter of the bin's
+ * capacity: 1 the first time, twice as many each time after, up to this
+ * many.  Every chunk carved in advance is memory the program has not asked
+ * for yet (a batch of 32 of each small size cost 4 threads about 0.8 MiB of
+ * peak RSS in ptm-bench's mt workloads; a size a program asks for once
+ * should cost it one chunk), while after the first few the lock round trips
+ * they save no longer count. */
 #define PTM_TCACHE_REFILL_MAX 8u
 
 /* Large bins: chunk sizes from 1 KiB to 256 KiB, eight classes per doubling
@@ -82,6 +84,7 @@ typedef struct ptm_tcache {
     void *heads[PTM_TCACHE_NBINS];
     uint16_t room[PTM_TCACHE_NBINS];
     uint16_t cap[PTM_TCACHE_NBINS]; /* most chunks bin i holds; 0 above tcache_max */
+    uint8_t fill[PTM_TCACHE_BINS];  /* chunks the next refill of bin i takes in advance */
     uint16_t max_count;     /* tcache_count; 0 until set up, and once the thread is exiting */
     uint8_t state;          /* PTM_THREAD_* */
     struct ptm_arena *arena; /* where this thread allocates */

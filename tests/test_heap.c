@@ -383,20 +383,38 @@ static void check_arena(ptm_arena_t *a)
     ptm_unlock(&a->lock);
 }
 
+/* A new thread's fill counts (bin 3 is one it has not used yet). */
+static void *new_thread_fill(void *arg)
+{
+    (void)arg;
+    free(malloc(1)); /* sets the thread up */
+    return (void *)(uintptr_t)ptm_tcache.fill[3];
+}
+
 Test(heap, a_refill_takes_a_few_chunks_in_advance)
 {
-    /* A bin of 48-byte chunks holds 128: a refill takes 8 of them, not a
-     * quarter of that. */
+    pthread_t t;
+    void *fill;
+    cr_assert_eq(pthread_create(&t, NULL, new_thread_fill, NULL), 0);
+    cr_assert_eq(pthread_join(t, &fill), 0);
+    cr_assert_eq((uintptr_t)fill, 1, "a new thread's first refill takes %lu", (unsigned long)(uintptr_t)fill);
+    /* A bin of 48-byte chunks holds 128: its refills take 1, 2, 4, then 8
+     * chunks in advance, not a quarter of that. */
     ptm_arena_t *a = fresh_arena();
     ptm_tcache_t *tc = &ptm_tcache;
     size_t nb = 48, bin = nb >> 4;
     cr_assert_geq(tc->cap[bin] / 4u, 2 * PTM_TCACHE_REFILL_MAX);
-    ptm_lock(&a->lock);
-    void *m = ptm_tcache_refill(tc, a, nb);
-    ptm_unlock(&a->lock);
-    cr_assert_not_null(m);
-    cr_assert_eq(ptm_tcache_count(tc, bin), PTM_TCACHE_REFILL_MAX);
-    free(m);
+    tc->fill[bin] = 1; /* as in a thread that has not used the bin yet */
+    static const unsigned want[] = {1, 2, 4, 8, 8};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        ptm_tcache_flush_bin(tc, bin, 0);
+        ptm_lock(&a->lock);
+        void *m = ptm_tcache_refill(tc, a, nb);
+        ptm_unlock(&a->lock);
+        cr_assert_not_null(m);
+        cr_assert_eq(ptm_tcache_count(tc, bin), want[k], "refill %zu took %u", k, ptm_tcache_count(tc, bin));
+        free(m);
+    }
     ptm_tcache_flush_all(tc);
     check_arena(a);
 }
@@ -409,6 +427,7 @@ Test(heap, a_refill_from_top_hands_out_the_chunk_next_to_top)
     ptm_arena_t *a = fresh_arena();
     ptm_tcache_t *tc = &ptm_tcache;
     size_t nb = 1008, bin = nb >> 4; /* malloc(1000) */
+    tc->fill[bin] = PTM_TCACHE_REFILL_MAX; /* a bin in use: a full refill */
     ptm_lock(&a->lock);
     unsigned char *m = ptm_tcache_refill(tc, a, nb);
     ptm_unlock(&a->lock);
