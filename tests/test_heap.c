@@ -856,6 +856,27 @@ Test(heap, a_large_block_that_must_move_to_grow_goes_to_top_and_grows_there)
     sink = guard2;
 }
 
+Test(heap, a_cached_block_before_top_goes_back_before_top_is_carved_again)
+{
+    /* The large bins keep a block freed right before top when its class is
+     * the one last asked for; before anything else is carved from top, it
+     * merges back into top, so the heap does not grow past it. */
+    need_thread_cache();
+    ptm_tcache_flush_large(&ptm_tcache);
+    char *p = malloc(3000);
+    for (int k = 0; k < 1000 && !before_top(p); k++)
+        p = malloc(3000); /* the others stay allocated */
+    cr_assert(before_top(p), "the setup needs p carved from top");
+    free(p);
+    size_t bytes;
+    cr_assert_eq(large_cached(&bytes), 1, "the block before top was not cached");
+    char *q = malloc(5000); /* another class: carved from top */
+    cr_assert_eq(q, p, "top was carved past the cached block");
+    cr_assert_eq(large_cached(&bytes), 0);
+    free(q);
+    check_heap();
+}
+
 /* ---- the ownership map (owner.h) follows every mapping ---- */
 
 /* Pages of [p, p + len) ptm's map calls its own. */
