@@ -261,30 +261,6 @@ static PTM_NOINLINE void free_tracked(void *mem)
     PTM_TRACK_INTERNAL_END();
 }
 
-/* Caches block mem if it is another arena's, or lies where the thread's
- * arena has grown since the cache last saw it, and nothing else stands in
- * the way (as in free's fast path: a free slot, no cache key in the block);
- * returns whether it did.  The test is ptm_arena_chunk's, which reads no
- * ownership map. */
-PTM_INLINE int cache_other(ptm_tcache_t *tc, void *mem)
-{
-    /* No cache (not set up, exiting, or memcheck watching), or a block the
-     * fast path has seen and refused. */
-    if (tc->max_count == 0 || ptm_tcache_owns(tc, mem))
-        return 0;
-    ptm_chunk_t *p = ptm_arena_chunk(mem);
-    if (p == NULL)
-        return 0;
-    size_t head = p->size, i = head >> 4;
-    if (head >= PTM_TCACHE_BINS << 4 || (head & PTM_IS_MMAPPED) != 0 || tc->room[i] == 0 ||
-        ((uintptr_t *)mem)[1] == tc->key)
-        return 0;
-    ptm_tcache_push(tc, i, mem, tc->key);
-    if (ptm_unlikely(ptm_arena_of(p) == tc->arena))
-        ptm_tcache_own_refresh(tc);
-    return 1;
-}
-
 /* Puts chunk p (block mem, size bytes, not mapped) in the thread cache, if
  * that takes it; returns 0 when p is to go to its arena instead. */
 PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t size)
@@ -323,8 +299,7 @@ PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t s
 
 static PTM_NOINLINE void ptm_free_slow(void *mem)
 {
-    ptm_tcache_t *tc = &ptm_tcache;
-    if (cache_other(tc, mem) || mem == NULL)
+    if (mem == NULL)
         return;
     if (ptm_unlikely(PTM_TRACK_ON())) {
         free_tracked(mem);
@@ -339,21 +314,33 @@ static PTM_NOINLINE void ptm_free_slow(void *mem)
 
 /* free without counting the call.  The first test proves mem 16-aligned and
  * inside the oldest segment of the thread's arena, so its header can be read
- * (a null, foreign or misaligned pointer fails it); anything else, such as a
- * block of another arena, is checked in the slow path. */
+ * (a null, foreign or misaligned pointer fails it).  A block of another arena,
+ * or of a part of the thread's arena that test does not cover, passes the
+ * second, ptm_arena_chunk's, which reads no ownership map: a program whose
+ * threads free each other's blocks, or reuse cached blocks of other arenas,
+ * caches them without the slow path.  Anything else is checked there. */
 PTM_INLINE void free_impl(ptm_tcache_t *tc, void *mem)
 {
-    if (ptm_likely(ptm_tcache_owns(tc, mem))) {
-        size_t head = ptm_mem2chunk(mem)->size;
-        uintptr_t key = tc->key;
-        if (ptm_likely(head < PTM_TCACHE_BINS << 4)) {
-            size_t i = head >> 4;
-            if (ptm_likely(tc->room[i] != 0 && ((uintptr_t *)mem)[1] != key)) {
-                ptm_tcache_push(tc, i, mem, key);
-                return;
-            }
+    ptm_chunk_t *p = ptm_mem2chunk(mem);
+    if (ptm_unlikely(!ptm_tcache_owns(tc, mem))) {
+        /* No cache (not set up, exiting, or memcheck watching, which must
+         * not see a header read): the slow path. */
+        if (tc->max_count == 0 || (p = ptm_arena_chunk(mem)) == NULL)
+            goto slow;
+        /* The thread's arena grew past the extent the first test knows. */
+        if (ptm_unlikely(ptm_arena_of(p) == tc->arena))
+            ptm_tcache_own_refresh(tc);
+    }
+    size_t head = p->size;
+    uintptr_t key = tc->key;
+    if (ptm_likely(head < PTM_TCACHE_BINS << 4)) {
+        size_t i = head >> 4;
+        if (ptm_likely(tc->room[i] != 0 && ((uintptr_t *)mem)[1] != key)) {
+            ptm_tcache_push(tc, i, mem, key);
+            return;
         }
     }
+slow:
     ptm_free_slow(mem);
 }
 

@@ -123,13 +123,6 @@ void ptm_thread_init(ptm_tcache_t *tc)
     register_exit(tc);
 }
 
-void ptm_tcache_own_refresh(ptm_tcache_t *tc)
-{
-    const ptm_arena_t *a = tc->arena;
-    tc->own_lo = __atomic_load_n(&a->own_lo, __ATOMIC_RELAXED);
-    tc->own_n = __atomic_load_n(&a->own_n, __ATOMIC_RELAXED);
-}
-
 void ptm_tcache_corrupt(const void *next)
 {
     if (ptm_misaligned(next))

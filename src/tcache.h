@@ -88,8 +88,9 @@ typedef struct ptm_tcache {
     uint16_t max_count;     /* tcache_count; 0 until set up, and once the thread is exiting */
     uint8_t state;          /* PTM_THREAD_* */
     struct ptm_arena *arena; /* where this thread allocates */
-    /* Copies of arena->own_lo and own_n (arena.h), refreshed in the slow
-     * paths; 0 until the thread is set up, so every free goes slow. */
+    /* Copies of arena->own_lo and own_n (arena.h), refreshed when a free
+     * meets a block of the arena outside them; 0 until the thread is set up,
+     * so every free goes slow. */
     uintptr_t own_lo, own_n;
     uintptr_t key; /* ptm_tcache_key, once set up */
     size_t large_max;   /* largest chunk the large bins take; 0: none */
@@ -132,6 +133,15 @@ PTM_INLINE int ptm_tcache_owns(const ptm_tcache_t *tc, const void *mem)
     uintptr_t off = (uintptr_t)mem - tc->own_lo;
     off = (off >> 4) | (off << (sizeof off * 8 - 4));
     return off < tc->own_n;
+}
+
+/* Copies the extent of the oldest segment of the thread's arena into the
+ * cache. */
+PTM_INLINE void ptm_tcache_own_refresh(ptm_tcache_t *tc)
+{
+    const struct ptm_arena *a = tc->arena;
+    tc->own_lo = __atomic_load_n(&a->own_lo, __ATOMIC_RELAXED);
+    tc->own_n = __atomic_load_n(&a->own_n, __ATOMIC_RELAXED);
 }
 
 /* The large bin of a chunk of size s, PTM_TCACHE_MAX_SIZE < s < 256 KiB:
@@ -236,8 +246,6 @@ PTM_INLINE int ptm_tcache_large_wanted(ptm_tcache_t *tc, const ptm_chunk_t *p, s
 /* ---- tcache.c ---- */
 /* Sets up the calling thread: arena, cache size, exit handler. */
 void ptm_thread_init(ptm_tcache_t *tc);
-/* Copies the extent of the arena's oldest segment into the cache. */
-void ptm_tcache_own_refresh(ptm_tcache_t *tc);
 /* mem carries the cache key: aborts if it is really in the cache (a double
  * free), returns if the key was the user's data. */
 void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem);

@@ -444,6 +444,74 @@ Test(threads, exiting_thread_returns_its_cache_to_the_arena)
     ptm_heap_check();
 }
 
+static void *malloc_in_thread(void *arg)
+{
+    void **out = arg;
+    out[0] = malloc(200);
+    out[1] = ptm_tcache.arena;
+    return NULL;
+}
+
+Test(threads, another_arenas_block_freed_here_serves_this_threads_next_request)
+{
+    sink = malloc(1);
+    free(sink);
+    void *got[2];
+    pthread_t t;
+    pthread_create(&t, NULL, malloc_in_thread, got);
+    pthread_join(t, NULL);
+    cr_assert_neq(got[1], ptm_tcache.arena, "the thread shared this thread's arena");
+    size_t bin = ptm_tcache_index(200);
+    unsigned before = ptm_tcache_count(&ptm_tcache, bin);
+    free(got[0]);
+    cr_assert_eq(ptm_tcache_count(&ptm_tcache, bin), before + 1, "the other arena's block was not cached");
+    void *q = malloc(200);
+    cr_assert_eq(q, got[0], "the cached block of the other arena was not handed out");
+    free(q);
+    ptm_heap_check();
+}
+
+/* Frees, in a thread of its own, a small block carved after the thread's
+ * heap grew past the extent its cache knows: that free brings the extent up
+ * to date, so the next frees there take the first test. */
+static void *grow_then_free_small(void *arg)
+{
+    (void)arg;
+    ptm_tcache_t *tc = &ptm_tcache;
+    free(malloc(64));
+    uintptr_t known = tc->own_n;
+    void *big[64];
+    int n = 0;
+    while (n < 64 && __atomic_load_n(&tc->arena->own_n, __ATOMIC_RELAXED) == known)
+        big[n++] = malloc(100000);
+    cr_assert_neq(tc->arena->own_n, known, "the heap did not grow");
+    void *small = NULL, *kept[8];
+    int m = 0;
+    while (m < 8 && small == NULL) {
+        void *b = malloc(1000);
+        if ((uintptr_t)b - tc->own_lo >= known * PTM_ALIGNMENT)
+            small = b;
+        else
+            kept[m++] = b;
+    }
+    cr_assert_not_null(small, "no small block beyond the known extent");
+    cr_assert_eq(tc->own_n, known, "the extent was refreshed before the free");
+    free(small);
+    cr_assert_eq(tc->own_n, tc->arena->own_n, "freeing a block of the grown heap left the extent stale");
+    for (int k = 0; k < m; k++)
+        free(kept[k]);
+    for (int k = 0; k < n; k++)
+        free(big[k]);
+    return NULL;
+}
+
+Test(threads, freeing_where_the_heap_grew_refreshes_the_cached_extent)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, grow_then_free_small, NULL);
+    pthread_join(t, NULL);
+}
+
 /* ---- thread stacks ---- */
 
 static void *deep(void *arg)
