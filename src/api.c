@@ -190,6 +190,8 @@ static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
     void *m;
     if ((m = cached_large(tc, nb)) != NULL)
         return m;
+    if (nb <= PTM_TCACHE_MAX_SIZE && (m = ptm_tcache_take_near(tc, nb >> 4)) != NULL)
+        return m;
     ptm_tcache_release_top(tc);
     int track = ptm_track_begin();
     if (nb <= PTM_TCACHE_MAX_SIZE && tc->max_count != 0)

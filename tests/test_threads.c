@@ -444,6 +444,30 @@ Test(threads, exiting_thread_returns_its_cache_to_the_arena)
     ptm_heap_check();
 }
 
+/* In a thread of its own, so that its cache starts empty. */
+static void *take_near(void *arg)
+{
+    (void)arg;
+    void *p = malloc(256); /* a chunk of 272 bytes */
+    free(p);
+    void *q = malloc(240); /* its bin (256) is empty */
+    cr_assert_eq(q, p, "the cached chunk 16 bytes larger was not handed out");
+    cr_assert_eq(malloc_usable_size(q), 264);
+    free(q);
+    void *r = malloc(216); /* 224: more than an eighth smaller */
+    cr_assert_neq(r, p, "a chunk over an eighth larger than asked for was handed out");
+    cr_assert_eq(malloc_usable_size(r), 216);
+    free(r);
+    return NULL;
+}
+
+Test(threads, an_empty_cache_bin_takes_a_cached_chunk_up_to_an_eighth_larger)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, take_near, NULL);
+    pthread_join(t, NULL);
+}
+
 static void *malloc_in_thread(void *arg)
 {
     void **out = arg;
