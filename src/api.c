@@ -190,8 +190,6 @@ static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
     void *m;
     if ((m = cached_large(tc, nb)) != NULL)
         return m;
-    if (nb <= PTM_TCACHE_MAX_SIZE && (m = ptm_tcache_take_near(tc, nb >> 4)) != NULL)
-        return m;
     ptm_tcache_release_top(tc);
     int track = ptm_track_begin();
     if (nb <= PTM_TCACHE_MAX_SIZE && tc->max_count != 0)
@@ -204,6 +202,15 @@ static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
     return alloc_result(m, n, track, ptm_params.perturb != 0); /* perturbed bytes are defined */
 }
 
+/* A small request whose cache bin is empty: a cached chunk a little larger
+ * (ptm_tcache_take_near), else the slow path.  Out of line and small, so
+ * that the common way out of it does not pay for the slow path's frame. */
+static PTM_NOINLINE void *malloc_near(ptm_tcache_t *tc, size_t i, size_t n)
+{
+    void *m = ptm_tcache_take_near(tc, i);
+    return m != NULL ? m : ptm_malloc_slow(n);
+}
+
 /* malloc without counting the call: also what realloc and friends use. */
 PTM_INLINE void *malloc_impl(ptm_tcache_t *tc, size_t n)
 {
@@ -212,6 +219,7 @@ PTM_INLINE void *malloc_impl(ptm_tcache_t *tc, size_t n)
         void *e = tc->heads[i];
         if (ptm_likely(e != NULL))
             return ptm_tcache_pop(tc, i, e);
+        return malloc_near(tc, i, n);
     }
     return ptm_malloc_slow(n);
 }
