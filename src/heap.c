@@ -14,6 +14,9 @@
 #include "os.h"
 #include "owner.h"
 
+_Static_assert(PTM_HEAP_MAX == (size_t)1 << PTM_OWNER_HEAP_SHIFT,
+               "a slot has a heap bit per heap-aligned address");
+
 char *ptm_heap_reserve(size_t commit)
 {
     void *h;

@@ -10,27 +10,30 @@
 #include "os.h"
 #include "owner.h"
 
-ptm_owner_leaf_t *ptm_owner_root[PTM_OWNER_ROOTS];
+ptm_owner_slot_t ptm_owner_root[PTM_OWNER_ROOTS];
 
 /* The first leaves come from here, so that a small program never maps one
- * and the first marks cannot fail. */
+ * and the first marks cannot fail.  The count of those left is initialised
+ * data, not bss: it shares a page with ptm's other small variables instead
+ * of taking one of its own among the large arrays. */
 #define STATIC_LEAVES 2
 static ptm_owner_leaf_t static_leaves[STATIC_LEAVES];
-static unsigned static_used;
+static int static_left = STATIC_LEAVES; /* goes below 0: at most once per slot */
 
 static ptm_owner_leaf_t *new_leaf(void)
 {
-    unsigned i = __atomic_fetch_add(&static_used, 1, __ATOMIC_RELAXED);
-    if (i < STATIC_LEAVES)
-        return &static_leaves[i];
+    int left = __atomic_fetch_sub(&static_left, 1, __ATOMIC_RELAXED);
+    if (left > 0)
+        return &static_leaves[STATIC_LEAVES - left];
     void *m;
     return ptm_os_mmap(sizeof(ptm_owner_leaf_t), &m) == 0 ? m : NULL;
 }
 
-/* The leaf for address a, made if need be; NULL if it cannot be. */
+/* The leaf for address a, which the map covers, made if need be; NULL if
+ * it cannot be. */
 static ptm_owner_leaf_t *leaf_for(uintptr_t a)
 {
-    ptm_owner_leaf_t **slot = &ptm_owner_root[a >> PTM_OWNER_LEAF_SHIFT];
+    ptm_owner_leaf_t **slot = &ptm_owner_root[a >> PTM_OWNER_LEAF_SHIFT].leaf;
     ptm_owner_leaf_t *l = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     if (l != NULL)
         return l;
@@ -46,17 +49,23 @@ static ptm_owner_leaf_t *leaf_for(uintptr_t a)
     return l;
 }
 
-/* Sets (on) or clears bits [from, to) of map. */
-static void set_bits(uint64_t *map, size_t from, size_t to, int on)
+/* Sets (on) or clears the bits of mask in *word. */
+static void set_mask(uint64_t *word, uint64_t mask, int on)
+{
+    if (on)
+        __atomic_fetch_or(word, mask, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_and(word, ~mask, __ATOMIC_RELAXED);
+}
+
+/* Sets or clears the page bits of pages [from, to) of leaf l. */
+static void set_pages(ptm_owner_leaf_t *l, size_t from, size_t to, int on)
 {
     while (from < to) {
         size_t w = from / 64, lo = from % 64;
         size_t hi = to - w * 64 < 64 ? to - w * 64 : 64;
         uint64_t mask = (hi - lo == 64 ? ~(uint64_t)0 : (((uint64_t)1 << (hi - lo)) - 1) << lo);
-        if (on)
-            __atomic_fetch_or(&map[w], mask, __ATOMIC_RELAXED);
-        else
-            __atomic_fetch_and(&map[w], ~mask, __ATOMIC_RELAXED);
+        set_mask(&l->bits[w].pages, mask, on);
         from = (w + 1) * 64;
     }
 }
@@ -71,14 +80,15 @@ static int mark_pages(uintptr_t first, uintptr_t end, int on)
         uintptr_t leaf_end = (pg / per_leaf + 1) * per_leaf;
         uintptr_t stop = end < leaf_end ? end : leaf_end;
         uintptr_t a = pg << PTM_OWNER_PAGE_SHIFT;
-        ptm_owner_leaf_t *l = on ? leaf_for(a) : ptm_owner_leaf(a);
+        ptm_owner_leaf_t **slot = &ptm_owner_root[a >> PTM_OWNER_LEAF_SHIFT].leaf;
+        ptm_owner_leaf_t *l = on ? leaf_for(a) : __atomic_load_n(slot, __ATOMIC_ACQUIRE);
         if (l == NULL) {
             if (on) {
                 mark_pages(first, pg, 0);
                 return ENOMEM;
             }
         } else {
-            set_bits(l->pages, pg % per_leaf, pg % per_leaf + (stop - pg), on);
+            set_pages(l, pg % per_leaf, pg % per_leaf + (stop - pg), on);
         }
         pg = stop;
     }
@@ -111,9 +121,7 @@ void ptm_owner_remove(const void *p, size_t len)
 static void mark_start(const void *p, int on)
 {
     uintptr_t a = (uintptr_t)p;
-    ptm_owner_leaf_t *l = ptm_owner_leaf(a);
-    size_t pg = (a >> PTM_OWNER_PAGE_SHIFT) & (PTM_OWNER_LEAF_PAGES - 1);
-    set_bits(l->starts, pg, pg + 1, on);
+    set_mask(&ptm_owner_bits(a)->starts, ptm_owner_page_bit(a), on);
 }
 
 int ptm_owner_add_mapping(const void *p, size_t len)
@@ -133,8 +141,5 @@ void ptm_owner_remove_mapping(const void *p, size_t len)
 void ptm_owner_set_heap(const void *h, int on)
 {
     uintptr_t a = (uintptr_t)h;
-    ptm_owner_leaf_t *l = ptm_owner_leaf(a);
-    unsigned bit = (unsigned)(a >> PTM_OWNER_HEAP_SHIFT) &
-                   ((1u << (PTM_OWNER_LEAF_SHIFT - PTM_OWNER_HEAP_SHIFT)) - 1);
-    set_bits(&l->heaps, bit, bit + 1, on);
+    set_mask(&ptm_owner_slot(a)->heaps, ptm_owner_heap_bit(a), on);
 }

@@ -6,12 +6,19 @@
  *
  * A two-level radix map over 4 KiB pages (whatever the system's page size):
  *
- *   root[addr >> 30] -> leaf, one per GiB of address space ever used
- *   leaf->pages      1 bit per page: ptm's readable memory (brk segments,
- *                    mapped segments, the committed part of heaps, chunks
- *                    with their own mapping)
- *   leaf->starts     1 bit per page: the first page of a chunk's own mapping
- *   leaf->heaps      1 bit per 64 MiB: the start of a secondary arena's heap
+ *   root[addr >> 31]  one slot per 2 GiB of address space ever used:
+ *     .leaf           -> leaf, made the first time its 2 GiB are marked
+ *     .heaps          1 bit per 64 MiB: the start of a secondary arena's heap
+ *   leaf->bits[i]     the bits of 64 pages side by side:
+ *     .pages          1 bit per page: ptm's readable memory (brk segments,
+ *                     mapped segments, the committed part of heaps, chunks
+ *                     with their own mapping)
+ *     .starts         1 bit per page: the first page of a chunk's own mapping
+ *
+ * The layout is for the memory it costs: the bits of a range of pages and
+ * of a mapping's start lie together, usually in one page of the leaf, and
+ * the heap bits in the slot that every lookup reads anyway, instead of a
+ * page of page bits, one of start bits and one of heap bits.
  *
  * Leaves are never freed.  Bits change with atomic read-modify-writes, as
  * two arenas may mark neighbouring pages at once; readers need no lock.
@@ -29,9 +36,9 @@
 #include "util.h"
 
 #define PTM_OWNER_PAGE_SHIFT 12
-#define PTM_OWNER_LEAF_SHIFT 30
-#define PTM_OWNER_LEAF_PAGES ((size_t)1 << (PTM_OWNER_LEAF_SHIFT - PTM_OWNER_PAGE_SHIFT))
 #define PTM_OWNER_HEAP_SHIFT 26 /* log2(PTM_HEAP_MAX) */
+#define PTM_OWNER_LEAF_SHIFT 31
+#define PTM_OWNER_LEAF_PAGES ((size_t)1 << (PTM_OWNER_LEAF_SHIFT - PTM_OWNER_PAGE_SHIFT))
 #if UINTPTR_MAX > 0xffffffffu
 #define PTM_OWNER_ADDR_BITS 47 /* user space without 5-level paging hints */
 #else
@@ -39,50 +46,77 @@
 #endif
 #define PTM_OWNER_ROOTS ((size_t)1 << (PTM_OWNER_ADDR_BITS - PTM_OWNER_LEAF_SHIFT))
 
+typedef struct ptm_owner_bits {
+    uint64_t pages, starts;
+} ptm_owner_bits_t;
+
 typedef struct ptm_owner_leaf {
-    uint64_t pages[PTM_OWNER_LEAF_PAGES / 64];
-    uint64_t starts[PTM_OWNER_LEAF_PAGES / 64];
-    uint64_t heaps;
+    ptm_owner_bits_t bits[PTM_OWNER_LEAF_PAGES / 64];
 } ptm_owner_leaf_t;
 
-extern ptm_owner_leaf_t *ptm_owner_root[PTM_OWNER_ROOTS];
+typedef struct ptm_owner_slot {
+    ptm_owner_leaf_t *leaf;
+    uint64_t heaps;
+} ptm_owner_slot_t;
 
-/* The leaf for address a, or NULL. */
-PTM_INLINE ptm_owner_leaf_t *ptm_owner_leaf(uintptr_t a)
+_Static_assert(PTM_OWNER_LEAF_SHIFT - PTM_OWNER_HEAP_SHIFT <= 6, "heap bits: one per 64 MiB of a leaf");
+
+extern ptm_owner_slot_t ptm_owner_root[PTM_OWNER_ROOTS];
+
+/* The slot for address a, or NULL beyond what the map covers. */
+PTM_INLINE ptm_owner_slot_t *ptm_owner_slot(uintptr_t a)
 {
     if (ptm_unlikely((a >> PTM_OWNER_ADDR_BITS) != 0))
         return NULL;
-    return __atomic_load_n(&ptm_owner_root[a >> PTM_OWNER_LEAF_SHIFT], __ATOMIC_ACQUIRE);
+    return &ptm_owner_root[a >> PTM_OWNER_LEAF_SHIFT];
 }
 
-PTM_INLINE int ptm_owner_bit(const uint64_t *map, uintptr_t a)
+/* The page bits of address a (those of its page and its 63 neighbours), or
+ * NULL if it has no leaf. */
+PTM_INLINE ptm_owner_bits_t *ptm_owner_bits(uintptr_t a)
 {
-    size_t pg = (a >> PTM_OWNER_PAGE_SHIFT) & (PTM_OWNER_LEAF_PAGES - 1);
-    return (int)((__atomic_load_n(&map[pg / 64], __ATOMIC_RELAXED) >> (pg % 64)) & 1);
+    const ptm_owner_slot_t *s = ptm_owner_slot(a);
+    ptm_owner_leaf_t *l = s != NULL ? __atomic_load_n(&s->leaf, __ATOMIC_ACQUIRE) : NULL;
+    if (l == NULL)
+        return NULL;
+    return &l->bits[((a >> PTM_OWNER_PAGE_SHIFT) & (PTM_OWNER_LEAF_PAGES - 1)) / 64];
+}
+
+/* The bit of address a's page in a word of ptm_owner_bits(a). */
+PTM_INLINE uint64_t ptm_owner_page_bit(uintptr_t a)
+{
+    return (uint64_t)1 << ((a >> PTM_OWNER_PAGE_SHIFT) % 64);
 }
 
 /* The page holding address p is ptm's, and readable. */
 PTM_INLINE int ptm_owner_has(const void *p)
 {
-    const ptm_owner_leaf_t *l = ptm_owner_leaf((uintptr_t)p);
-    return l != NULL && ptm_owner_bit(l->pages, (uintptr_t)p);
+    const ptm_owner_bits_t *b = ptm_owner_bits((uintptr_t)p);
+    return b != NULL &&
+           (__atomic_load_n(&b->pages, __ATOMIC_RELAXED) & ptm_owner_page_bit((uintptr_t)p)) != 0;
 }
 
 /* p is where a chunk's own mapping starts. */
 PTM_INLINE int ptm_owner_is_mapping(const void *p)
 {
-    const ptm_owner_leaf_t *l = ptm_owner_leaf((uintptr_t)p);
-    return l != NULL && ptm_owner_bit(l->starts, (uintptr_t)p);
+    const ptm_owner_bits_t *b = ptm_owner_bits((uintptr_t)p);
+    return b != NULL &&
+           (__atomic_load_n(&b->starts, __ATOMIC_RELAXED) & ptm_owner_page_bit((uintptr_t)p)) != 0;
+}
+
+/* The heap bit of address a in its slot. */
+PTM_INLINE uint64_t ptm_owner_heap_bit(uintptr_t a)
+{
+    unsigned heaps_per_leaf = 1u << (PTM_OWNER_LEAF_SHIFT - PTM_OWNER_HEAP_SHIFT);
+    return (uint64_t)1 << ((a >> PTM_OWNER_HEAP_SHIFT) & (heaps_per_leaf - 1));
 }
 
 /* p is where a secondary arena's heap starts. */
 PTM_INLINE int ptm_owner_is_heap(const void *p)
 {
-    uintptr_t a = (uintptr_t)p;
-    const ptm_owner_leaf_t *l = ptm_owner_leaf(a);
-    unsigned bit = (unsigned)(a >> PTM_OWNER_HEAP_SHIFT) &
-                   ((1u << (PTM_OWNER_LEAF_SHIFT - PTM_OWNER_HEAP_SHIFT)) - 1);
-    return l != NULL && ((__atomic_load_n(&l->heaps, __ATOMIC_RELAXED) >> bit) & 1) != 0;
+    const ptm_owner_slot_t *s = ptm_owner_slot((uintptr_t)p);
+    return s != NULL &&
+           (__atomic_load_n(&s->heaps, __ATOMIC_RELAXED) & ptm_owner_heap_bit((uintptr_t)p)) != 0;
 }
 
 /* Marks the pages overlapping [p, p + len) as ptm's; 0 or ENOMEM. */
