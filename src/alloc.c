@@ -322,7 +322,7 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
     }
 }
 
-void ptm_fastbin_check_double_free(ptm_arena_t *a, unsigned i, const ptm_chunk_t *p)
+PTM_COLD void ptm_fastbin_check_double_free(ptm_arena_t *a, unsigned i, const ptm_chunk_t *p)
 {
     size_t n = 0, limit = a->system_mem / PTM_MIN_CHUNK + 1;
     for (ptm_chunk_t *c = a->fastbins[i]; c != NULL; c = ptm_fast_next(c)) {

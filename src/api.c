@@ -75,8 +75,8 @@ PTM_INLINE ptm_chunk_t *owned_chunk(void *mem, const char *who)
 
 /* The client requests themselves, out of line: inlined, each would give
  * its caller a stack frame for the request's arguments. */
-static PTM_NOINLINE void track_internal_begin(void) { PTM_TRACK_INTERNAL_BEGIN(); }
-static PTM_NOINLINE void track_internal_end(void) { PTM_TRACK_INTERNAL_END(); }
+static PTM_NOINLINE PTM_COLD void track_internal_begin(void) { PTM_TRACK_INTERNAL_BEGIN(); }
+static PTM_NOINLINE PTM_COLD void track_internal_end(void) { PTM_TRACK_INTERNAL_END(); }
 
 /* The usable bytes of chunk p, as malloc_usable_size. */
 PTM_INLINE size_t chunk_usable(const ptm_chunk_t *p)
@@ -88,7 +88,7 @@ PTM_INLINE size_t chunk_usable(const ptm_chunk_t *p)
  * and the headers around them become no-access, so that an overrun into
  * them, or a read of a header, is reported.  ptm reads headers only inside
  * its internal runs (ptm_track_begin). */
-static void track_tail(void *mem, size_t n)
+static PTM_COLD void track_tail(void *mem, size_t n)
 {
     ptm_chunk_t *p = ptm_mem2chunk(mem);
     PTM_TRACK_INTERNAL_BEGIN();
@@ -106,7 +106,7 @@ static void track_tail(void *mem, size_t n)
 }
 
 /* m, of n bytes, is handed to the program. */
-static PTM_NOINLINE void track_alloc(void *m, size_t n, int zeroed)
+static PTM_NOINLINE PTM_COLD void track_alloc(void *m, size_t n, int zeroed)
 {
     PTM_TRACK_MALLOC(m, n, zeroed);
     track_tail(m, n);
@@ -127,7 +127,7 @@ static void *alloc_result(void *m, size_t n, int track, int zeroed)
 
 /* How many bytes the program's block mem was registered with: its
  * addressable prefix (track_tail made the rest no-access). */
-static PTM_NOINLINE size_t track_size(void *mem)
+static PTM_NOINLINE PTM_COLD size_t track_size(void *mem)
 {
     size_t usable = chunk_usable(ptm_mem2chunk(mem));
     PTM_TRACK_INTERNAL_BEGIN();
@@ -137,7 +137,7 @@ static PTM_NOINLINE size_t track_size(void *mem)
 }
 
 /* realloc left the program's block mem (old bytes) where it was, now of n. */
-static PTM_NOINLINE void track_resize(void *mem, size_t old, size_t n)
+static PTM_NOINLINE PTM_COLD void track_resize(void *mem, size_t old, size_t n)
 {
     PTM_TRACK_RESIZE(mem, old, n);
     track_tail(mem, n);
@@ -145,7 +145,7 @@ static PTM_NOINLINE void track_resize(void *mem, size_t old, size_t n)
 
 /* ptm moved the program's block mem to m, n bytes, copying its contents
  * (registered as defined: their exact state is not known here). */
-static PTM_NOINLINE void track_move(void *mem, void *m, size_t n)
+static PTM_NOINLINE PTM_COLD void track_move(void *mem, void *m, size_t n)
 {
     PTM_TRACK_FREE(mem);
     track_alloc(m, n, 1);
@@ -263,7 +263,7 @@ static void free_to_arena(ptm_chunk_t *p)
 }
 
 /* free under memcheck, where there is no thread cache. */
-static PTM_NOINLINE void free_tracked(void *mem)
+static PTM_NOINLINE PTM_COLD void free_tracked(void *mem)
 {
     PTM_TRACK_FREE(mem);
     PTM_TRACK_INTERNAL_BEGIN();
@@ -486,7 +486,7 @@ static void copy_block(void *to, const void *from, size_t n)
 }
 
 /* Moves a mapped chunk to a new block of n bytes. */
-static void *move_mapped(ptm_chunk_t *p, size_t n)
+static PTM_COLD void *move_mapped(ptm_chunk_t *p, size_t n)
 {
     void *m = malloc_impl(&ptm_tcache, n);
     if (m == NULL)
@@ -499,7 +499,7 @@ static void *move_mapped(ptm_chunk_t *p, size_t n)
     return m;
 }
 
-static PTM_NOINLINE void *realloc_mapped(ptm_chunk_t *p, size_t n, size_t nb)
+static PTM_NOINLINE PTM_COLD void *realloc_mapped(ptm_chunk_t *p, size_t n, size_t nb)
 {
     /* A block that shrank well below the threshold goes back to the heap
      * rather than keep a mapping of its own; with no heap memory for it, a
@@ -541,7 +541,7 @@ static PTM_NOINLINE void *move_heap(ptm_tcache_t *tc, ptm_chunk_t *p, size_t n)
 /* p, about to be resized in place, carries the cache key in its second word:
  * if it sits in the thread cache or its arena's fastbin, the program freed
  * it, and realloc aborts as a second free would. */
-static PTM_NOINLINE void check_not_freed(ptm_chunk_t *p)
+static PTM_NOINLINE PTM_COLD void check_not_freed(ptm_chunk_t *p)
 {
     ptm_tcache_t *tc = &ptm_tcache;
     size_t size = ptm_csize(p);
@@ -644,7 +644,7 @@ PTM_INLINE void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb, int track)
 /* realloc under memcheck: a block that stays in place is re-registered
  * with its new size; one that moves, with its new address (move_locked,
  * and malloc and free in move_heap). */
-static PTM_NOINLINE void *realloc_tracked(void *mem, size_t n)
+static PTM_NOINLINE PTM_COLD void *realloc_tracked(void *mem, size_t n)
 {
     /* Headers are no-access to memcheck: all of it is ptm's own work. */
     PTM_TRACK_INTERNAL_BEGIN();
@@ -847,7 +847,7 @@ PTM_EXPORT void *pvalloc(size_t n)
 
 PTM_EXPORT const char *ptm_version(void) { return "ptm " PACKAGE_VERSION; }
 
-PTM_EXPORT size_t ptm_heap_check(void)
+PTM_EXPORT PTM_COLD size_t ptm_heap_check(void)
 {
     ptm_ensure_init();
     int track = ptm_track_begin();

@@ -31,7 +31,7 @@ static int main_claimed;
 /* Reads the environment: options, and what PTM_STATS asks for.  Runs once,
  * before the main arena's lock is taken, since it may print warnings and
  * nothing prints under an arena lock. */
-static void read_environment(void)
+static PTM_COLD void read_environment(void)
 {
     ptm_os_init();
     ptm_options_init();
@@ -62,7 +62,7 @@ void ptm_ensure_init(void)
     ptm_unlock(&a->lock);
 }
 
-static size_t arena_limit(void)
+static PTM_COLD size_t arena_limit(void)
 {
     if (ptm_params.arena_max != 0)
         return ptm_params.arena_max;
@@ -76,7 +76,7 @@ static size_t arena_limit(void)
 /* An existing arena for a thread when no more may be made: the first one
  * whose lock is free, going round from where the last search stopped, else
  * the one fewest threads share. */
-static ptm_arena_t *pick_existing(void)
+static PTM_COLD ptm_arena_t *pick_existing(void)
 {
     ptm_arena_t *start = next_reuse, *a = start, *best = start;
     do {
@@ -93,7 +93,7 @@ static ptm_arena_t *pick_existing(void)
     return best;
 }
 
-ptm_arena_t *ptm_arenas_attach(void)
+PTM_COLD ptm_arena_t *ptm_arenas_attach(void)
 {
     ptm_ensure_init();
     ptm_lock(&list_lock);
@@ -120,7 +120,7 @@ ptm_arena_t *ptm_arenas_attach(void)
     return a;
 }
 
-void ptm_arenas_detach(ptm_arena_t *a)
+PTM_COLD void ptm_arenas_detach(ptm_arena_t *a)
 {
     ptm_lock(&list_lock);
     ptm_assert(a->attached > 0);
@@ -138,7 +138,7 @@ ptm_arena_t *ptm_arenas_other(ptm_arena_t *a)
     return __atomic_load_n(&ptm_main_arena.next, __ATOMIC_ACQUIRE);
 }
 
-size_t ptm_arenas_count(void)
+PTM_COLD size_t ptm_arenas_count(void)
 {
     ptm_lock(&list_lock);
     size_t n = narenas;
@@ -148,14 +148,14 @@ size_t ptm_arenas_count(void)
 
 /* ---- fork: list_lock, then every arena in list order ---- */
 
-void ptm_arenas_prefork(void)
+PTM_COLD void ptm_arenas_prefork(void)
 {
     ptm_lock(&list_lock);
     for (ptm_arena_t *a = &ptm_main_arena; a != NULL; a = a->next)
         ptm_lock(&a->lock);
 }
 
-void ptm_arenas_postfork_parent(void)
+PTM_COLD void ptm_arenas_postfork_parent(void)
 {
     for (ptm_arena_t *a = &ptm_main_arena; a != NULL; a = a->next)
         ptm_unlock(&a->lock);
@@ -163,7 +163,7 @@ void ptm_arenas_postfork_parent(void)
 }
 
 /* Only the forking thread lives on in the child: every other arena is free. */
-void ptm_arenas_postfork_child(ptm_arena_t *mine)
+PTM_COLD void ptm_arenas_postfork_child(ptm_arena_t *mine)
 {
     free_list = NULL;
     for (ptm_arena_t *a = &ptm_main_arena; a != NULL; a = a->next) {

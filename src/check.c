@@ -24,7 +24,7 @@ PTM_NORETURN PTM_COLD static void check_fail(const char *what, const void *where
     } while (0)
 
 /* The segment holding chunk p, or NULL. */
-static ptm_segment_t *segment_of(ptm_arena_t *a, const ptm_chunk_t *p)
+static PTM_COLD ptm_segment_t *segment_of(ptm_arena_t *a, const ptm_chunk_t *p)
 {
     for (ptm_segment_t *s = a->segments; s != NULL; s = s->next)
         if ((const char *)p >= (const char *)ptm_segment_first(s) && (const char *)p < s->end)
@@ -40,14 +40,14 @@ struct tally {
     size_t bytes;
 };
 
-static void tally_add(struct tally *t, const ptm_chunk_t *p)
+static PTM_COLD void tally_add(struct tally *t, const ptm_chunk_t *p)
 {
     t->count++;
     t->sum += (uintptr_t)p;
     t->bytes += ptm_csize(p);
 }
 
-static size_t walk_segment(ptm_arena_t *a, ptm_segment_t *s, struct tally *free_seen)
+static PTM_COLD size_t walk_segment(ptm_arena_t *a, ptm_segment_t *s, struct tally *free_seen)
 {
     const char *end = s->end;
     ptm_chunk_t *p = ptm_segment_first(s);
@@ -99,7 +99,7 @@ static size_t walk_segment(ptm_arena_t *a, ptm_segment_t *s, struct tally *free_
     }
 }
 
-static void check_large_order(ptm_arena_t *a, unsigned i)
+static PTM_COLD void check_large_order(ptm_arena_t *a, unsigned i)
 {
     ptm_chunk_t *bin = ptm_bin_at(a, i);
     if (bin->fd == bin)
@@ -126,7 +126,7 @@ static void check_large_order(ptm_arena_t *a, unsigned i)
           "size ring does not close", prev_leader);
 }
 
-static void check_bins(ptm_arena_t *a, struct tally *in_bins, size_t limit)
+static PTM_COLD void check_bins(ptm_arena_t *a, struct tally *in_bins, size_t limit)
 {
     for (unsigned i = 1; i < PTM_NBINS; i++) {
         ptm_chunk_t *bin = ptm_bin_at(a, i);
@@ -154,7 +154,7 @@ static void check_bins(ptm_arena_t *a, struct tally *in_bins, size_t limit)
     }
 }
 
-static size_t check_fastbins(ptm_arena_t *a, size_t limit)
+static PTM_COLD size_t check_fastbins(ptm_arena_t *a, size_t limit)
 {
     size_t bytes = 0;
     for (unsigned i = 0; i < PTM_NFASTBINS; i++) {
@@ -173,7 +173,7 @@ static size_t check_fastbins(ptm_arena_t *a, size_t limit)
     return bytes;
 }
 
-size_t ptm_check_arena(ptm_arena_t *a)
+PTM_COLD size_t ptm_check_arena(ptm_arena_t *a)
 {
     if (!a->initialized)
         return 0;

@@ -9,7 +9,7 @@
 #include "error.h"
 #include "os.h"
 
-void ptm_corrupt(const char *msg)
+PTM_COLD void ptm_corrupt(const char *msg)
 {
     char buf[256];
     size_t n = ptm_fmt(buf, sizeof buf, "%s\n", msg);
@@ -17,7 +17,7 @@ void ptm_corrupt(const char *msg)
     abort();
 }
 
-void ptm_assert_fail(const char *expr, const char *file, int line)
+PTM_COLD void ptm_assert_fail(const char *expr, const char *file, int line)
 {
     char buf[512];
     size_t n = ptm_fmt(buf, sizeof buf, "ptm: assertion failed: %s (%s:%d)\n", expr, file, line);
@@ -30,14 +30,14 @@ struct out {
     size_t cap, len;
 };
 
-static void put(struct out *o, char c)
+static PTM_COLD void put(struct out *o, char c)
 {
     if (o->len + 1 < o->cap)
         o->buf[o->len] = c;
     o->len++;
 }
 
-static void put_uint(struct out *o, unsigned long long v, unsigned base, int width, char pad)
+static PTM_COLD void put_uint(struct out *o, unsigned long long v, unsigned base, int width, char pad)
 {
     char tmp[24];
     int n = 0;
@@ -51,7 +51,7 @@ static void put_uint(struct out *o, unsigned long long v, unsigned base, int wid
         put(o, tmp[--n]);
 }
 
-size_t ptm_vfmt(char *buf, size_t cap, const char *fmt, va_list ap)
+PTM_COLD size_t ptm_vfmt(char *buf, size_t cap, const char *fmt, va_list ap)
 {
     struct out o = {buf, cap, 0};
     for (const char *f = fmt; *f; f++) {
@@ -136,7 +136,7 @@ size_t ptm_vfmt(char *buf, size_t cap, const char *fmt, va_list ap)
     return o.len < cap ? o.len : (cap > 0 ? cap - 1 : 0);
 }
 
-size_t ptm_fmt(char *buf, size_t cap, const char *fmt, ...)
+PTM_COLD size_t ptm_fmt(char *buf, size_t cap, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -145,7 +145,7 @@ size_t ptm_fmt(char *buf, size_t cap, const char *fmt, ...)
     return n;
 }
 
-void ptm_dprintf(int fd, const char *fmt, ...)
+PTM_COLD void ptm_dprintf(int fd, const char *fmt, ...)
 {
     char buf[1024];
     va_list ap;

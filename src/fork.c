@@ -24,7 +24,7 @@ extern void _IO_list_unlock(void) __attribute__((weak));
 
 static int fork_locked;
 
-static void prefork(void)
+static PTM_COLD void prefork(void)
 {
     fork_locked = !ptm_single_threaded();
     if (!fork_locked)
@@ -36,7 +36,7 @@ static void prefork(void)
     ptm_stats_prefork();
 }
 
-static void postfork_parent(void)
+static PTM_COLD void postfork_parent(void)
 {
     if (!fork_locked)
         return;
@@ -47,7 +47,7 @@ static void postfork_parent(void)
         _IO_list_unlock();
 }
 
-static void postfork_child(void)
+static PTM_COLD void postfork_child(void)
 {
     ptm_tcache_t *tc = ptm_tcache.state == PTM_THREAD_ACTIVE ? &ptm_tcache : NULL;
     ptm_stats_postfork_child(tc);
@@ -55,4 +55,4 @@ static void postfork_child(void)
     ptm_arenas_postfork_child(tc != NULL ? tc->arena : NULL);
 }
 
-void ptm_fork_init(void) { pthread_atfork(prefork, postfork_parent, postfork_child); }
+PTM_COLD void ptm_fork_init(void) { pthread_atfork(prefork, postfork_parent, postfork_child); }

@@ -17,7 +17,7 @@
 _Static_assert(PTM_HEAP_MAX == (size_t)1 << PTM_OWNER_HEAP_SHIFT,
                "a slot has a heap bit per heap-aligned address");
 
-char *ptm_heap_reserve(size_t commit)
+PTM_COLD char *ptm_heap_reserve(size_t commit)
 {
     void *h;
     if (ptm_os_reserve_aligned(PTM_HEAP_MAX, PTM_HEAP_MAX, &h) != 0)
@@ -30,7 +30,7 @@ char *ptm_heap_reserve(size_t commit)
     return h;
 }
 
-void ptm_segment_unmap(ptm_segment_t *s)
+PTM_COLD void ptm_segment_unmap(ptm_segment_t *s)
 {
     size_t len = s->map_size;
     if (len == PTM_HEAP_MAX && s->arena != &ptm_main_arena)
@@ -39,7 +39,7 @@ void ptm_segment_unmap(ptm_segment_t *s)
     ptm_os_munmap(s, len);
 }
 
-ptm_arena_t *ptm_heap_new_arena(void)
+PTM_COLD ptm_arena_t *ptm_heap_new_arena(void)
 {
     size_t first_off = ptm_align_up(sizeof(ptm_segment_t) + sizeof(ptm_arena_t), PTM_ALIGNMENT);
     size_t commit = ptm_align_up(first_off + PTM_MIN_CHUNK + ptm_params.top_pad, ptm_os_page);

@@ -13,7 +13,7 @@
 #include "os.h"
 #include "owner.h"
 
-static void note_mapped(size_t len)
+static PTM_COLD void note_mapped(size_t len)
 {
     size_t n = __atomic_add_fetch(&ptm_mmap_stats.count, 1, __ATOMIC_RELAXED);
     size_t b = __atomic_add_fetch(&ptm_mmap_stats.bytes, len, __ATOMIC_RELAXED);
@@ -27,13 +27,13 @@ static void note_mapped(size_t len)
         ;
 }
 
-static void note_unmapped(size_t len)
+static PTM_COLD void note_unmapped(size_t len)
 {
     __atomic_sub_fetch(&ptm_mmap_stats.count, 1, __ATOMIC_RELAXED);
     __atomic_sub_fetch(&ptm_mmap_stats.bytes, len, __ATOMIC_RELAXED);
 }
 
-void *ptm_mmap_chunk_alloc(size_t nb, size_t align)
+PTM_COLD void *ptm_mmap_chunk_alloc(size_t nb, size_t align)
 {
     if (__atomic_load_n(&ptm_mmap_stats.count, __ATOMIC_RELAXED) >= (size_t)ptm_params.mmap_max)
         return NULL;
@@ -63,7 +63,7 @@ void *ptm_mmap_chunk_alloc(size_t nb, size_t align)
 }
 
 /* The mapping of c; aborts if c's header cannot describe one of ptm's. */
-static char *mapping_of(ptm_chunk_t *c, size_t *len, const char *who)
+static PTM_COLD char *mapping_of(ptm_chunk_t *c, size_t *len, const char *who)
 {
     size_t offset = c->prev_size;
     char *base = (char *)c - offset;
@@ -75,7 +75,7 @@ static char *mapping_of(ptm_chunk_t *c, size_t *len, const char *who)
     return base;
 }
 
-void ptm_mmap_chunk_free(ptm_chunk_t *c)
+PTM_COLD void ptm_mmap_chunk_free(ptm_chunk_t *c)
 {
     size_t len;
     char *base = mapping_of(c, &len, "munmap_chunk(): invalid pointer");
@@ -89,7 +89,7 @@ void ptm_mmap_chunk_free(ptm_chunk_t *c)
 /* Moves the mapping [base, base + len) to a new place of new_len bytes,
  * reserved and entered in the map first so that no step can fail after the
  * move; NULL, with the mapping intact, when a step fails. */
-static char *move_mapping(char *base, size_t len, size_t new_len)
+static PTM_COLD char *move_mapping(char *base, size_t len, size_t new_len)
 {
     void *to;
     if (ptm_os_reserve_aligned(new_len, ptm_os_page, &to) != 0)
@@ -108,7 +108,7 @@ static char *move_mapping(char *base, size_t len, size_t new_len)
     return to;
 }
 
-void *ptm_mmap_chunk_resize(ptm_chunk_t *c, size_t nb)
+PTM_COLD void *ptm_mmap_chunk_resize(ptm_chunk_t *c, size_t nb)
 {
     size_t len;
     char *base = mapping_of(c, &len, "mremap_chunk(): invalid pointer");

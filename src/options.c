@@ -54,7 +54,7 @@ static unsigned long long values[PTM_OPT_COUNT] = {
 static unsigned char sources[PTM_OPT_COUNT];
 
 /* Writes v (already range-checked) to the option's target. */
-static void store(ptm_option_id_t id, unsigned long long v, ptm_option_source_t src)
+static PTM_COLD void store(ptm_option_id_t id, unsigned long long v, ptm_option_source_t src)
 {
     switch (id) {
 #define PTM_OPTION(name, env, glibc_env, tunable, mallopt, type, def, min, max, target, conv, ...) \
@@ -71,7 +71,7 @@ static void store(ptm_option_id_t id, unsigned long long v, ptm_option_source_t 
 
 /* ---- parsing ---- */
 
-static int digit_value(char c, unsigned base)
+static PTM_COLD int digit_value(char c, unsigned base)
 {
     int d = c >= '0' && c <= '9'   ? c - '0'
             : c >= 'a' && c <= 'f' ? c - 'a' + 10
@@ -83,7 +83,7 @@ static int digit_value(char c, unsigned base)
 /* Parses [s, s + len) as a decimal or 0x-hexadecimal number, followed for a
  * size by an optional K, M or G (powers of 1024).  0 on success, -1 on junk
  * or overflow. */
-static int parse_number(const char *s, size_t len, int is_size, unsigned long long *out)
+static PTM_COLD int parse_number(const char *s, size_t len, int is_size, unsigned long long *out)
 {
     unsigned base = 10;
     size_t i = 0;
@@ -120,7 +120,7 @@ static int parse_number(const char *s, size_t len, int is_size, unsigned long lo
 }
 
 /* v as the shortest exact K/M/G form ("128K"), for messages. */
-static void format_size(char *buf, size_t cap, unsigned long long v)
+static PTM_COLD void format_size(char *buf, size_t cap, unsigned long long v)
 {
     static const struct {
         unsigned shift;
@@ -135,7 +135,7 @@ static void format_size(char *buf, size_t cap, unsigned long long v)
 }
 
 /* "ptm: ignoring NAME=VALUE[ in GLIBC_TUNABLES]: expected ...", one line. */
-static void warn_ignored(const struct option *o, const char *var, const char *where, const char *s,
+static PTM_COLD void warn_ignored(const struct option *o, const char *var, const char *where, const char *s,
                          size_t len)
 {
     char shown[68], lo[24], hi[24], range[96];
@@ -159,7 +159,7 @@ static void warn_ignored(const struct option *o, const char *var, const char *wh
 }
 
 /* Sets option id from the text [s, s + len), or warns and leaves it alone. */
-static void set_from_text(ptm_option_id_t id, const char *s, size_t len, ptm_option_source_t src,
+static PTM_COLD void set_from_text(ptm_option_id_t id, const char *s, size_t len, ptm_option_source_t src,
                           const char *var, const char *where)
 {
     const struct option *o = &options[id];
@@ -172,7 +172,7 @@ static void set_from_text(ptm_option_id_t id, const char *s, size_t len, ptm_opt
     store(id, v, src);
 }
 
-static size_t text_len(const char *s)
+static PTM_COLD size_t text_len(const char *s)
 {
     size_t n = 0;
     while (s[n] != '\0')
@@ -181,16 +181,16 @@ static size_t text_len(const char *s)
 }
 
 /* The value in environment entry "NAME=value", if its name is name. */
-static const char *env_match(const char *entry, const char *name)
+static PTM_COLD const char *env_match(const char *entry, const char *name)
 {
     while (*name != '\0' && *entry == *name)
         entry++, name++;
     return *name == '\0' && *entry == '=' ? entry + 1 : NULL;
 }
 
-static int is_secure(void) { return getauxval(AT_SECURE) != 0; }
+static PTM_COLD int is_secure(void) { return getauxval(AT_SECURE) != 0; }
 
-const char *ptm_env(const char *name)
+PTM_COLD const char *ptm_env(const char *name)
 {
     char **env = __atomic_load_n(&environ, __ATOMIC_RELAXED);
     if (env == NULL || is_secure())
@@ -205,7 +205,7 @@ const char *ptm_env(const char *name)
 
 /* GLIBC_TUNABLES is "name=value:name=value..."; later ones win.  Names ptm
  * does not know, glibc.malloc.* ones included, are left for glibc. */
-static void parse_tunables(const char *s)
+static PTM_COLD void parse_tunables(const char *s)
 {
     while (*s != '\0') {
         const char *end = s;
@@ -226,7 +226,7 @@ static void parse_tunables(const char *s)
     }
 }
 
-void ptm_options_init(void)
+PTM_COLD void ptm_options_init(void)
 {
     char **env = environ;
     if (env == NULL || is_secure())
@@ -263,7 +263,7 @@ void ptm_options_init(void)
 
 /* ---- mallopt ---- */
 
-PTM_EXPORT int mallopt(int param, int value)
+PTM_EXPORT PTM_COLD int mallopt(int param, int value)
 {
     unsigned id = 0;
     while (id < PTM_OPT_COUNT && options[id].mallopt != param)
@@ -297,17 +297,17 @@ PTM_EXPORT int mallopt(int param, int value)
 
 /* ---- the report ---- */
 
-unsigned long long ptm_option_value(ptm_option_id_t id)
+PTM_COLD unsigned long long ptm_option_value(ptm_option_id_t id)
 {
     return id < PTM_OPT_COUNT ? values[id] : 0;
 }
 
-ptm_option_source_t ptm_option_source(ptm_option_id_t id)
+PTM_COLD ptm_option_source_t ptm_option_source(ptm_option_id_t id)
 {
     return id < PTM_OPT_COUNT ? (ptm_option_source_t)sources[id] : PTM_SRC_DEFAULT;
 }
 
-void ptm_options_dump(int fd)
+PTM_COLD void ptm_options_dump(int fd)
 {
     ptm_dprintf(fd, "ptm: options (value, then where it came from):\n");
     for (unsigned id = 0; id < PTM_OPT_COUNT; id++) {

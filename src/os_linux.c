@@ -37,7 +37,7 @@ static int fault_after(long *counter)
 #define PTM_FAULT(cond) 0
 #endif
 
-void ptm_os_init(void)
+PTM_COLD void ptm_os_init(void)
 {
     unsigned long pg = getauxval(AT_PAGESZ);
     if (pg != 0 && ptm_is_pow2(pg))
@@ -145,7 +145,7 @@ int ptm_os_guard(void *p, size_t size)
 }
 
 /* Reads up to cap - 1 bytes of a small file into buf; -1 on failure. */
-static long read_small_file(const char *path, char *buf, size_t cap)
+static PTM_COLD long read_small_file(const char *path, char *buf, size_t cap)
 {
     int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -157,7 +157,7 @@ static long read_small_file(const char *path, char *buf, size_t cap)
     return n;
 }
 
-static const char *parse_ulong(const char *s, unsigned long *v)
+static PTM_COLD const char *parse_ulong(const char *s, unsigned long *v)
 {
     if (*s < '0' || *s > '9')
         return NULL;
@@ -169,7 +169,7 @@ static const char *parse_ulong(const char *s, unsigned long *v)
 }
 
 /* CPUs' worth of quota from the cgroup, or 0 for none. */
-static unsigned cgroup_cpu_quota(void)
+static PTM_COLD unsigned cgroup_cpu_quota(void)
 {
     char buf[128];
     unsigned long quota, period;
@@ -189,7 +189,7 @@ static unsigned cgroup_cpu_quota(void)
     return 0;
 }
 
-unsigned ptm_os_cpu_count(void)
+PTM_COLD unsigned ptm_os_cpu_count(void)
 {
     int saved = errno;
     cpu_set_t set;

@@ -34,13 +34,13 @@ static stack_rec_t live = {0, 0, 0, 0, NULL, &live, &live};
 static stack_rec_t cache = {0, 0, 0, 0, NULL, &cache, &cache};
 static size_t cached_count, cached_bytes, live_count;
 
-static void list_remove(stack_rec_t *r)
+static PTM_COLD void list_remove(stack_rec_t *r)
 {
     r->prev->next = r->next;
     r->next->prev = r->prev;
 }
 
-static void list_add(stack_rec_t *head, stack_rec_t *r)
+static PTM_COLD void list_add(stack_rec_t *head, stack_rec_t *r)
 {
     r->next = head->next;
     r->prev = head;
@@ -48,7 +48,7 @@ static void list_add(stack_rec_t *head, stack_rec_t *r)
     head->next = r;
 }
 
-PTM_EXPORT void *ptm_stack_alloc(size_t size, size_t guard)
+PTM_EXPORT PTM_COLD void *ptm_stack_alloc(size_t size, size_t guard)
 {
     ptm_ensure_init();
     size_t page = ptm_os_page;
@@ -97,7 +97,7 @@ PTM_EXPORT void *ptm_stack_alloc(size_t size, size_t guard)
     return r->stack;
 }
 
-PTM_EXPORT void ptm_stack_free(void *stack)
+PTM_EXPORT PTM_COLD void ptm_stack_free(void *stack)
 {
     if (stack == NULL)
         return;
@@ -122,7 +122,7 @@ PTM_EXPORT void ptm_stack_free(void *stack)
         ptm_os_munmap(r, r->len);
 }
 
-void ptm_stacks_counts(size_t *in_use, size_t *cached)
+PTM_COLD void ptm_stacks_counts(size_t *in_use, size_t *cached)
 {
     ptm_lock(&stack_lock);
     *in_use = live_count;
@@ -130,6 +130,6 @@ void ptm_stacks_counts(size_t *in_use, size_t *cached)
     ptm_unlock(&stack_lock);
 }
 
-void ptm_stacks_prefork(void) { ptm_lock(&stack_lock); }
-void ptm_stacks_postfork_parent(void) { ptm_unlock(&stack_lock); }
-void ptm_stacks_postfork_child(void) { ptm_lock_reinit(&stack_lock); }
+PTM_COLD void ptm_stacks_prefork(void) { ptm_lock(&stack_lock); }
+PTM_COLD void ptm_stacks_postfork_parent(void) { ptm_unlock(&stack_lock); }
+PTM_COLD void ptm_stacks_postfork_child(void) { ptm_lock_reinit(&stack_lock); }

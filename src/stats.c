@@ -44,7 +44,7 @@ static ptm_lock_t threads_lock = PTM_LOCK_INIT;
 static ptm_tcache_t *threads;
 static size_t live_threads;
 
-void ptm_stats_thread_start(ptm_tcache_t *tc)
+PTM_COLD void ptm_stats_thread_start(ptm_tcache_t *tc)
 {
     ptm_lock(&threads_lock);
     tc->prev = NULL;
@@ -56,7 +56,7 @@ void ptm_stats_thread_start(ptm_tcache_t *tc)
     ptm_unlock(&threads_lock);
 }
 
-void ptm_stats_thread_end(ptm_tcache_t *tc)
+PTM_COLD void ptm_stats_thread_end(ptm_tcache_t *tc)
 {
     ptm_arena_t *a = tc->arena;
     ptm_lock(&a->lock);
@@ -73,10 +73,10 @@ void ptm_stats_thread_end(ptm_tcache_t *tc)
     ptm_unlock(&threads_lock);
 }
 
-void ptm_stats_prefork(void) { ptm_lock(&threads_lock); }
-void ptm_stats_postfork_parent(void) { ptm_unlock(&threads_lock); }
+PTM_COLD void ptm_stats_prefork(void) { ptm_lock(&threads_lock); }
+PTM_COLD void ptm_stats_postfork_parent(void) { ptm_unlock(&threads_lock); }
 
-void ptm_stats_postfork_child(ptm_tcache_t *mine)
+PTM_COLD void ptm_stats_postfork_child(ptm_tcache_t *mine)
 {
     ptm_lock_reinit(&threads_lock);
     threads = NULL;
@@ -107,7 +107,7 @@ typedef struct snapshot {
     size_t threads;
 } snapshot_t;
 
-static void tally_list(struct tally *t, struct tally *one, ptm_chunk_t *bin)
+static PTM_COLD void tally_list(struct tally *t, struct tally *one, ptm_chunk_t *bin)
 {
     for (ptm_chunk_t *p = bin->fd; p != bin; p = p->fd) {
         one->chunks++;
@@ -121,7 +121,7 @@ static void tally_list(struct tally *t, struct tally *one, ptm_chunk_t *bin)
  * since the interrupted code may hold them. */
 static volatile sig_atomic_t in_signal;
 
-static int lock_for_report(ptm_lock_t *l)
+static PTM_COLD int lock_for_report(ptm_lock_t *l)
 {
     if (!in_signal) {
         ptm_lock(l);
@@ -136,7 +136,7 @@ static int lock_for_report(ptm_lock_t *l)
 }
 
 /* Takes a's lock for the time of a copy. */
-static void snapshot_arena(ptm_arena_t *a, snapshot_t *s)
+static PTM_COLD void snapshot_arena(ptm_arena_t *a, snapshot_t *s)
 {
     memset(s, 0, sizeof *s);
     s->index = a->index;
@@ -205,7 +205,7 @@ static void snapshot_arena(ptm_arena_t *a, snapshot_t *s)
         s->free += s->bins[k].bytes;
 }
 
-static void add_snapshot(snapshot_t *total, const snapshot_t *s)
+static PTM_COLD void add_snapshot(snapshot_t *total, const snapshot_t *s)
 {
     total->system += s->system;
     total->brk += s->brk;
@@ -237,7 +237,7 @@ typedef struct out {
     char buf[4096];
 } out_t;
 
-static void out_flush(out_t *o)
+static PTM_COLD void out_flush(out_t *o)
 {
     if (o->fp != NULL)
         fwrite(o->buf, 1, o->len, o->fp);
@@ -246,7 +246,7 @@ static void out_flush(out_t *o)
     o->len = 0;
 }
 
-__attribute__((format(printf, 2, 3))) static void out(out_t *o, const char *fmt, ...)
+PTM_COLD __attribute__((format(printf, 2, 3))) static void out(out_t *o, const char *fmt, ...)
 {
     char line[512];
     va_list ap;
@@ -267,7 +267,7 @@ struct globals {
     ptm_mmap_stats_t mmap;
 };
 
-static void read_globals(struct globals *g)
+static PTM_COLD void read_globals(struct globals *g)
 {
     g->arenas = ptm_arenas_count();
     g->threads = live_threads;
@@ -278,7 +278,7 @@ static void read_globals(struct globals *g)
     g->mmap.max_bytes = __atomic_load_n(&ptm_mmap_stats.max_bytes, __ATOMIC_RELAXED);
 }
 
-static void text_arena(out_t *o, const snapshot_t *s, const char *title)
+static PTM_COLD void text_arena(out_t *o, const snapshot_t *s, const char *title)
 {
     out(o, "%s\n", title);
     out(o, "  system bytes        %14llu  (brk %llu, mmap %llu; peak %llu)\n", (unsigned long long)s->system,
@@ -295,7 +295,7 @@ static void text_arena(out_t *o, const snapshot_t *s, const char *title)
 #undef PTM_X
 }
 
-static void json_arena(out_t *o, const snapshot_t *s, int is_total)
+static PTM_COLD void json_arena(out_t *o, const snapshot_t *s, int is_total)
 {
     if (!is_total)
         out(o, "{\"index\": %u, \"threads\": %zu, ", s->index, s->threads);
@@ -321,7 +321,7 @@ static void json_arena(out_t *o, const snapshot_t *s, int is_total)
     out(o, "}");
 }
 
-static void report(out_t *o, int format)
+static PTM_COLD void report(out_t *o, int format)
 {
     ptm_ensure_init();
     struct globals g;
@@ -374,7 +374,7 @@ static void report(out_t *o, int format)
     out_flush(o);
 }
 
-PTM_EXPORT int ptm_stats_print(int fd, int format)
+PTM_EXPORT PTM_COLD int ptm_stats_print(int fd, int format)
 {
     if (format != PTM_STATS_TEXT && format != PTM_STATS_JSON)
         return EINVAL;
@@ -385,7 +385,7 @@ PTM_EXPORT int ptm_stats_print(int fd, int format)
 
 /* ---- glibc's introspection ---- */
 
-PTM_EXPORT struct mallinfo2 mallinfo2(void)
+PTM_EXPORT PTM_COLD struct mallinfo2 mallinfo2(void)
 {
     ptm_ensure_init();
     struct mallinfo2 mi;
@@ -410,7 +410,7 @@ PTM_EXPORT struct mallinfo2 mallinfo2(void)
 }
 
 /* The 32-bit fields wrap as glibc's do. */
-PTM_EXPORT struct mallinfo mallinfo(void)
+PTM_EXPORT PTM_COLD struct mallinfo mallinfo(void)
 {
     struct mallinfo2 m = mallinfo2();
     struct mallinfo mi = {
@@ -431,7 +431,7 @@ PTM_EXPORT struct mallinfo mallinfo(void)
 /* glibc's layout, on stderr.  Snapshots take arena locks only while
  * copying; a pending cancellation cannot interrupt write(2) loops here since
  * nothing in them is a cancellation point that the report waits on. */
-PTM_EXPORT void malloc_stats(void)
+PTM_EXPORT PTM_COLD void malloc_stats(void)
 {
     ptm_ensure_init();
     int old_state;
@@ -461,7 +461,7 @@ PTM_EXPORT void malloc_stats(void)
 
 /* The smallest and largest chunk size bin i of the small or large bins
  * holds (the inverse of ptm_bin_index). */
-static void bin_bounds(unsigned i, size_t *lo, size_t *hi)
+static PTM_COLD void bin_bounds(unsigned i, size_t *lo, size_t *hi)
 {
     unsigned first_large = ptm_large_index(PTM_MIN_LARGE_SIZE);
     if (i < first_large) {
@@ -477,7 +477,7 @@ static void bin_bounds(unsigned i, size_t *lo, size_t *hi)
 }
 
 /* glibc's <total>, <system> and <aspace> lines; with_mmap for the totals. */
-static void xml_summary(out_t *o, const snapshot_t *s, int with_mmap)
+static PTM_COLD void xml_summary(out_t *o, const snapshot_t *s, int with_mmap)
 {
     const struct tally *b = s->bins;
     out(o, "<total type=\"fast\" count=\"%llu\" size=\"%llu\"/>\n",
@@ -496,7 +496,7 @@ static void xml_summary(out_t *o, const snapshot_t *s, int with_mmap)
     out(o, "<aspace type=\"mprotect\" size=\"%llu\"/>\n", (unsigned long long)s->system);
 }
 
-PTM_EXPORT int malloc_info(int options, FILE *fp)
+PTM_EXPORT PTM_COLD int malloc_info(int options, FILE *fp)
 {
     if (options != 0) {
         errno = EINVAL;
@@ -537,7 +537,7 @@ PTM_EXPORT int malloc_info(int options, FILE *fp)
     return 0;
 }
 
-PTM_EXPORT int malloc_trim(size_t pad)
+PTM_EXPORT PTM_COLD int malloc_trim(size_t pad)
 {
     ptm_ensure_init();
     int result = 0;
@@ -573,7 +573,7 @@ static int stats_signal;
 static int stats_stderr = 2;
 
 /* Opens the report's file: %p in the path becomes the pid. */
-static int open_report(void)
+static PTM_COLD int open_report(void)
 {
     if (stats_path[0] == '\0')
         return stats_stderr;
@@ -591,7 +591,7 @@ static int open_report(void)
     return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
-static void write_report(void)
+static PTM_COLD void write_report(void)
 {
     int fd = open_report();
     if (fd < 0) {
@@ -603,7 +603,7 @@ static void write_report(void)
         close(fd);
 }
 
-static void on_signal(int sig)
+static PTM_COLD void on_signal(int sig)
 {
     (void)sig;
     int saved = errno;
@@ -613,7 +613,7 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-static int parse_signal(const char *v)
+static PTM_COLD int parse_signal(const char *v)
 {
     static const struct {
         const char *name;
@@ -631,7 +631,7 @@ static int parse_signal(const char *v)
     return *v == '\0' && n > 0 && n < NSIG ? n : 0;
 }
 
-void ptm_stats_init(void)
+PTM_COLD void ptm_stats_init(void)
 {
     const char *v = ptm_env("PTM_STATS");
     if (v != NULL && *v != '\0') {
@@ -666,7 +666,7 @@ void ptm_stats_init(void)
 }
 
 /* Runs from ptm's constructor, once libc is up: the signal handler. */
-void ptm_stats_start(void)
+PTM_COLD void ptm_stats_start(void)
 {
     ptm_ensure_init();
     if (stats_format >= 0 && stats_path[0] == '\0') {
@@ -684,7 +684,7 @@ void ptm_stats_start(void)
     }
 }
 
-__attribute__((destructor)) static void ptm_stats_at_exit(void)
+PTM_COLD __attribute__((destructor)) static void ptm_stats_at_exit(void)
 {
     if (stats_format >= 0)
         write_report();

@@ -39,7 +39,7 @@ static ptm_lock_t exit_key_lock = PTM_LOCK_INIT;
 /* Runs at thread exit (pthread key destructor): everything cached goes back,
  * the arena is released, and later calls from this thread's remaining
  * destructors bypass the cache. */
-static void thread_exit(void *arg)
+static PTM_COLD void thread_exit(void *arg)
 {
     ptm_tcache_t *tc = arg;
     if (tc->state != PTM_THREAD_ACTIVE)
@@ -56,7 +56,7 @@ static void thread_exit(void *arg)
     tc->arena = &ptm_main_arena;
 }
 
-static void register_exit(ptm_tcache_t *tc)
+static PTM_COLD void register_exit(ptm_tcache_t *tc)
 {
     if (!__atomic_load_n(&exit_key_ready, __ATOMIC_ACQUIRE)) {
         ptm_lock(&exit_key_lock);
@@ -69,7 +69,7 @@ static void register_exit(ptm_tcache_t *tc)
         pthread_setspecific(exit_key, tc);
 }
 
-void ptm_thread_init(ptm_tcache_t *tc)
+PTM_COLD void ptm_thread_init(ptm_tcache_t *tc)
 {
     if (tc->state != PTM_THREAD_NEW)
         return;
@@ -130,7 +130,7 @@ void ptm_tcache_corrupt(const void *next)
     ptm_corrupt("malloc(): memory corruption (tcache)");
 }
 
-void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem)
+PTM_COLD void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem)
 {
     size_t n = 0;
     for (void *e = tc->heads[i]; e != NULL; e = ptm_tcache_mangle(e, *(void **)e)) {
@@ -197,7 +197,7 @@ void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
     }
 }
 
-void ptm_tcache_flush_all(ptm_tcache_t *tc)
+PTM_COLD void ptm_tcache_flush_all(ptm_tcache_t *tc)
 {
     for (size_t i = 2; i < PTM_TCACHE_NBINS; i++)
         ptm_tcache_flush_bin(tc, i, 0);
@@ -304,7 +304,7 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
     return out;
 }
 
-size_t ptm_tcache_check(ptm_tcache_t *tc)
+PTM_COLD size_t ptm_tcache_check(ptm_tcache_t *tc)
 {
     size_t total = 0, large_bytes = 0;
     if (tc->state != PTM_THREAD_ACTIVE)

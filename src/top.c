@@ -268,7 +268,7 @@ void *ptm_sysmalloc(ptm_arena_t *a, size_t nb)
 /* top fills a whole mapped segment that is not the arena's oldest: unmap it
  * and make the end of the previous segment (its fenceposts, and the free chunk
  * before them if any) top again.  Returns 1 if it did. */
-static int drop_empty_segment(ptm_arena_t *a)
+static PTM_COLD int drop_empty_segment(ptm_arena_t *a)
 {
     ptm_segment_t *s = a->segments, *prev = s->next;
     if (s->map_size == 0 || prev == NULL || a->top != ptm_segment_first(s) || prev->fence == NULL)
@@ -321,7 +321,7 @@ void ptm_maybe_trim(ptm_arena_t *a)
         ptm_systrim(a, keep);
 }
 
-int ptm_systrim(ptm_arena_t *a, size_t pad)
+PTM_COLD int ptm_systrim(ptm_arena_t *a, size_t pad)
 {
     int released = 0;
     if (a->segments == NULL)

@@ -10,6 +10,11 @@
 #define PTM_NOINLINE __attribute__((noinline))
 #define PTM_INLINE static inline __attribute__((always_inline))
 #define PTM_NORETURN __attribute__((noreturn))
+/* For code off the allocation paths: set-up once per process or thread,
+ * reports, option parsing, error messages, heap walks, memcheck's hooks, and
+ * code whose every call makes a system call that dwarfs it.  The compiler
+ * optimizes it for size (every byte of ptm's code is resident in every
+ * process that loads it) and takes the branches to it as unlikely. */
 #define PTM_COLD __attribute__((cold))
 #define ptm_likely(x) __builtin_expect(!!(x), 1)
 #define ptm_unlikely(x) __builtin_expect(!!(x), 0)
