@@ -180,26 +180,70 @@ PTM_INLINE void *cached_large(ptm_tcache_t *tc, size_t nb)
     return ptm_tcache_take_large(tc, nb);
 }
 
-static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
+/* Allocates from the arena, setting *clear to how many of the block's bytes
+ * may be dirty: all of them, but when the chunk was carved from a top that
+ * had just grown, only what top held before (to the end of its page). */
+static void *arena_alloc(ptm_arena_t *a, size_t nb, size_t *clear)
+{
+    ptm_chunk_t *old_top = a->top;
+    size_t old_top_size = ptm_csize(old_top);
+    void *m = ptm_arena_malloc(a, nb);
+    if (m == NULL)
+        return NULL;
+    ptm_chunk_t *p = ptm_mem2chunk(m);
+    if (ptm_is_mmapped(p)) {
+        *clear = 0; /* fresh pages from the kernel are zero */
+        return m;
+    }
+    *clear = ptm_csize(p) - PTM_WORD;
+    if (p == old_top) {
+        /* Pages past the old top are fresh, but not the page holding the
+         * byte just past it: a trim gives back whole pages only, and the
+         * break may sit a few bytes past top's end, in a page that keeps its
+         * old contents. */
+        char *fresh = (char *)ptm_align_up((uintptr_t)old_top + old_top_size + 1, ptm_os_page);
+        if ((size_t)(fresh - (char *)m) < *clear)
+            *clear = (size_t)(fresh - (char *)m);
+    }
+    return m;
+}
+
+/* Clears n bytes at m through the C library's memset.  Left to itself the
+ * compiler inlines a clear of a 16-aligned block of unknown length as a
+ * string instruction (rep stos), which takes tens of cycles to start: more
+ * than the whole of calloc for a small cached block.  noipa keeps it from
+ * seeing the alignment here. */
+static __attribute__((noipa)) void *clear_block(void *m, size_t n)
+{
+    return memset(m, 0, n);
+}
+
+/* malloc's and calloc's way when the thread cache has no chunk for the
+ * request: its large bins, else the thread's arena, where a small malloc
+ * refills the bin.  zero: calloc's, the block comes back cleared. */
+static PTM_NOINLINE void *ptm_alloc_slow(size_t n, int zero)
 {
     if (ptm_unlikely(n > PTM_MAX_REQUEST))
         return fail_enomem();
     ptm_tcache_t *tc = thread_cache();
-    size_t nb = ptm_request2size(n);
+    size_t nb = ptm_request2size(n), clear = 0;
     ptm_arena_t *a;
-    void *m;
-    if ((m = cached_large(tc, nb)) != NULL)
-        return m;
+    void *m = cached_large(tc, nb);
+    if (m != NULL)
+        return zero ? clear_block(m, ptm_csize(ptm_mem2chunk(m)) - PTM_WORD) : m;
     ptm_tcache_release_top(tc);
     int track = ptm_track_begin();
-    if (nb <= PTM_TCACHE_MAX_SIZE && tc->max_count != 0)
-        WITH_ARENA(tc, a, m, ptm_tcache_refill(tc, a, nb));
-    else
-        WITH_ARENA(tc, a, m, ptm_arena_malloc(a, nb));
+    /* One expansion of WITH_ARENA, the choice inside it: each is some 300
+     * bytes of code. */
+    int refill = !zero && nb <= PTM_TCACHE_MAX_SIZE && tc->max_count != 0;
+    WITH_ARENA(tc, a, m, refill ? ptm_tcache_refill(tc, a, nb) : arena_alloc(a, nb, &clear));
+    if (m != NULL && zero)
+        clear_block(m, clear);
     /* With perturbing on there is no thread cache: every block comes here. */
-    if (m != NULL && ptm_unlikely(ptm_params.perturb != 0))
+    else if (m != NULL && ptm_unlikely(ptm_params.perturb != 0))
         memset(m, ptm_params.perturb ^ 0xff, n);
-    return alloc_result(m, n, track, ptm_params.perturb != 0); /* perturbed bytes are defined */
+    /* Cleared and perturbed bytes are defined. */
+    return alloc_result(m, n, track, zero || ptm_params.perturb != 0);
 }
 
 /* A small request whose cache bin is empty: a cached chunk a little larger
@@ -208,7 +252,7 @@ static PTM_NOINLINE void *ptm_malloc_slow(size_t n)
 static PTM_NOINLINE void *malloc_near(ptm_tcache_t *tc, size_t i, size_t n)
 {
     void *m = ptm_tcache_take_near(tc, i);
-    return m != NULL ? m : ptm_malloc_slow(n);
+    return m != NULL ? m : ptm_alloc_slow(n, 0);
 }
 
 /* malloc without counting the call: also what realloc and friends use. */
@@ -221,7 +265,7 @@ PTM_INLINE void *malloc_impl(ptm_tcache_t *tc, size_t n)
             return ptm_tcache_pop(tc, i, e);
         return malloc_near(tc, i, n);
     }
-    return ptm_malloc_slow(n);
+    return ptm_alloc_slow(n, 0);
 }
 
 PTM_EXPORT void *malloc(size_t n)
@@ -271,6 +315,24 @@ static PTM_NOINLINE PTM_COLD void free_tracked(void *mem)
     PTM_TRACK_INTERNAL_END();
 }
 
+/* Chunk p, being freed or resized in place, carries the cache key in its
+ * second word: if it sits in the thread cache or its arena's fastbin, the
+ * program freed it already, and ptm aborts as for a double free; neither,
+ * and the key was the program's data. */
+static PTM_NOINLINE PTM_COLD void check_not_freed(ptm_chunk_t *p)
+{
+    ptm_tcache_t *tc = &ptm_tcache;
+    size_t size = ptm_csize(p);
+    if (tc->max_count != 0)
+        ptm_tcache_check_double_free(tc, ptm_tcache_bin(size), ptm_chunk2mem(p));
+    if (size <= ptm_params.max_fast) {
+        ptm_arena_t *a = ptm_arena_of(p);
+        ptm_lock(&a->lock);
+        ptm_fastbin_check_double_free(a, ptm_fast_index(size), p);
+        ptm_unlock(&a->lock);
+    }
+}
+
 /* Puts chunk p (block mem, size bytes, not mapped) in the thread cache, if
  * that takes it; returns 0 when p is to go to its arena instead. */
 PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t size)
@@ -286,17 +348,8 @@ PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t s
             return 0;
         i = ptm_tcache_large_index(size);
     }
-    if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key) && ptm_params.check_action != PTM_CHECK_OFF) {
-        /* Cached here, or in its arena's fastbin: either is a double free;
-         * neither, and the key was the program's data. */
-        ptm_tcache_check_double_free(tc, i, mem);
-        if (size <= ptm_params.max_fast) {
-            ptm_arena_t *a = ptm_arena_of(p);
-            ptm_lock(&a->lock);
-            ptm_fastbin_check_double_free(a, ptm_fast_index(size), p);
-            ptm_unlock(&a->lock);
-        }
-    }
+    if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key) && ptm_params.check_action != PTM_CHECK_OFF)
+        check_not_freed(p);
     if (i >= PTM_TCACHE_BINS) {
         ptm_tcache_put_large(tc, p, size);
         return 1;
@@ -407,44 +460,6 @@ PTM_EXPORT size_t malloc_usable_size(void *mem)
 
 /* ---- calloc ---- */
 
-/* Allocates from the arena, noting whether the chunk was carved from a top
- * that had just grown: then only what top held before (to the end of its
- * page) can be dirty. */
-static void *calloc_arena(ptm_arena_t *a, size_t nb, size_t *clear)
-{
-    ptm_chunk_t *old_top = a->top;
-    size_t old_top_size = ptm_csize(old_top);
-    void *m = ptm_arena_malloc(a, nb);
-    if (m == NULL)
-        return NULL;
-    ptm_chunk_t *p = ptm_mem2chunk(m);
-    if (ptm_is_mmapped(p)) {
-        *clear = 0; /* fresh pages from the kernel are zero */
-        return m;
-    }
-    *clear = ptm_csize(p) - PTM_WORD;
-    if (p == old_top) {
-        /* Pages past the old top are fresh, but not the page holding the
-         * byte just past it: a trim gives back whole pages only, and the
-         * break may sit a few bytes past top's end, in a page that keeps its
-         * old contents. */
-        char *fresh = (char *)ptm_align_up((uintptr_t)old_top + old_top_size + 1, ptm_os_page);
-        if ((size_t)(fresh - (char *)m) < *clear)
-            *clear = (size_t)(fresh - (char *)m);
-    }
-    return m;
-}
-
-/* Clears n bytes at m through the C library's memset.  Left to itself the
- * compiler inlines a clear of a 16-aligned block of unknown length as a
- * string instruction (rep stos), which takes tens of cycles to start: more
- * than the whole of calloc for a small cached block.  noipa keeps it from
- * seeing the alignment here. */
-static __attribute__((noipa)) void *clear_block(void *m, size_t n)
-{
-    return memset(m, 0, n);
-}
-
 PTM_EXPORT void *calloc(size_t n, size_t size)
 {
     size_t bytes;
@@ -458,20 +473,7 @@ PTM_EXPORT void *calloc(size_t n, size_t size)
         if (ptm_likely(e != NULL))
             return clear_block(ptm_tcache_pop(tc, i, e), (i << 4) - PTM_WORD);
     }
-    if (ptm_unlikely(bytes > PTM_MAX_REQUEST))
-        return fail_enomem();
-    tc = thread_cache();
-    size_t nb = ptm_request2size(bytes), clear = 0;
-    ptm_arena_t *a;
-    void *m = cached_large(tc, nb);
-    if (m != NULL)
-        return clear_block(m, ptm_csize(ptm_mem2chunk(m)) - PTM_WORD);
-    ptm_tcache_release_top(tc);
-    int track = ptm_track_begin();
-    WITH_ARENA(tc, a, m, calloc_arena(a, nb, &clear));
-    if (m != NULL)
-        clear_block(m, clear);
-    return alloc_result(m, bytes, track, 1);
+    return ptm_alloc_slow(bytes, 1);
 }
 
 /* ---- realloc ---- */
@@ -536,23 +538,6 @@ static PTM_NOINLINE void *move_heap(ptm_tcache_t *tc, ptm_chunk_t *p, size_t n)
     copy_block(m, ptm_chunk2mem(p), ptm_csize(p) - PTM_WORD);
     free_impl(tc, ptm_chunk2mem(p));
     return m;
-}
-
-/* p, about to be resized in place, carries the cache key in its second word:
- * if it sits in the thread cache or its arena's fastbin, the program freed
- * it, and realloc aborts as a second free would. */
-static PTM_NOINLINE PTM_COLD void check_not_freed(ptm_chunk_t *p)
-{
-    ptm_tcache_t *tc = &ptm_tcache;
-    size_t size = ptm_csize(p);
-    if (tc->max_count != 0)
-        ptm_tcache_check_double_free(tc, ptm_tcache_bin(size), ptm_chunk2mem(p));
-    if (size <= ptm_params.max_fast) {
-        ptm_arena_t *a = ptm_arena_of(p);
-        ptm_lock(&a->lock);
-        ptm_fastbin_check_double_free(a, ptm_fast_index(size), p);
-        ptm_unlock(&a->lock);
-    }
 }
 
 /* Moves arena chunk p, which could not be resized in place, to a new chunk
