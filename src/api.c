@@ -152,20 +152,20 @@ static PTM_NOINLINE PTM_COLD void track_move(void *mem, void *m, size_t n)
 }
 
 /* Runs an allocation in the thread's arena, and once more in another arena
- * if that one has no memory left. */
+ * if that one has no memory left (a loop, so that expr and the locking
+ * around it are expanded once). */
 #define WITH_ARENA(tc, a, result, expr)                                                            \
     do {                                                                                           \
         (a) = (tc)->arena;                                                                         \
         ptm_lock(&(a)->lock);                                                                      \
         ptm_stats_fold(a, &(tc)->stats);                                                           \
-        (result) = (expr);                                                                         \
-        ptm_verify_arena(a);                                                                       \
-        ptm_unlock(&(a)->lock);                                                                    \
-        if (ptm_unlikely((result) == NULL) && ((a) = ptm_arenas_other(a)) != NULL) {               \
-            ptm_lock(&(a)->lock);                                                                  \
+        for (int retried_ = 0;; retried_ = 1) {                                                    \
             (result) = (expr);                                                                     \
             ptm_verify_arena(a);                                                                   \
             ptm_unlock(&(a)->lock);                                                                \
+            if (ptm_likely((result) != NULL) || retried_ || ((a) = ptm_arenas_other(a)) == NULL)   \
+                break;                                                                             \
+            ptm_lock(&(a)->lock);                                                                  \
         }                                                                                          \
     } while (0)
 
@@ -414,11 +414,7 @@ PTM_EXPORT void free(void *mem)
     free_impl(tc, mem);
 }
 
-PTM_EXPORT void cfree(void *mem)
-{
-    ptm_tcache.stats.free_calls++;
-    free_impl(&ptm_tcache, mem);
-}
+PTM_EXPORT void cfree(void *mem) { free(mem); }
 
 /* The usable size of a live chunk, checked enough that a wild pointer does
  * not pass for one. */
@@ -437,8 +433,7 @@ PTM_EXPORT void free_sized(void *mem, size_t size)
         return;
     if (ptm_unlikely(size > usable_size(mem, "free_sized(): invalid pointer")))
         ptm_corrupt("free_sized(): invalid size");
-    ptm_tcache.stats.free_calls++;
-    free_impl(&ptm_tcache, mem);
+    free(mem); /* a tail call: a second copy of free's fast path is 250 bytes */
 }
 
 PTM_EXPORT void free_aligned_sized(void *mem, size_t align, size_t size)
@@ -449,8 +444,7 @@ PTM_EXPORT void free_aligned_sized(void *mem, size_t align, size_t size)
         ptm_corrupt("free_aligned_sized(): invalid pointer");
     if (ptm_unlikely(size > usable_size(mem, "free_aligned_sized(): invalid pointer")))
         ptm_corrupt("free_aligned_sized(): invalid size");
-    ptm_tcache.stats.free_calls++;
-    free_impl(&ptm_tcache, mem);
+    free(mem);
 }
 
 PTM_EXPORT size_t malloc_usable_size(void *mem)
