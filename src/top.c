@@ -245,8 +245,8 @@ void *ptm_sysmalloc(ptm_arena_t *a, size_t nb)
             return m;
     }
     size_t need = nb + PTM_MIN_CHUNK;
-    size_t want = need + ptm_params.top_pad;
-    int ok = need > nb && want > need &&
+    size_t want = need + ptm_params.top_pad; /* top_pad may be 0 */
+    int ok = need > nb && want >= need &&
              (grow_in_mapping(a, need, want) == 0 ||
               (ptm_is_main(a) && grow_brk(a, want) == 0) || grow_new_mapping(a, want) == 0 ||
               grow_new_mapping(a, need) == 0);

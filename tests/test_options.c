@@ -387,6 +387,22 @@ Test(options, top_pad_sets_how_far_the_heap_grows)
     cr_assert_eq(n, 4);
 }
 
+Test(options, top_pad_zero_grows_the_heap_by_what_is_asked)
+{
+    struct run r;
+    int n = 0;
+    FOR_EACH_SPELLING (sp) {
+        if (!probe_spelled(&r, "top_pad", sp, 0, NO_ENV, STEPS("growth", "alloc:40000", "params")))
+            continue;
+        n++;
+        unsigned long long g = num(&r, "growth");
+        cr_assert(g > 0 && g <= 64 * KiB, "by %s: growth %llu", spelling_name[sp], g);
+        cr_assert_str_eq(get(&r, "alloc_40000"), "heap", "by %s", spelling_name[sp]);
+        cr_assert_eq(num(&r, "top_pad"), 0);
+    }
+    cr_assert_eq(n, 4);
+}
+
 Test(options, trim_threshold_decides_whether_the_break_falls)
 {
     struct run r;
