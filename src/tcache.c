@@ -174,6 +174,21 @@ static size_t free_list(void *e, size_t n)
     return bytes;
 }
 
+/* Reverses a list of n cached chunks (linked as in the cache); returns its
+ * new head. */
+static void *reverse_list(void *e, size_t n)
+{
+    void *prev = NULL;
+    while (n-- > 0 && e != NULL) {
+        void **w = e;
+        void *next = ptm_tcache_mangle(e, w[0]);
+        w[0] = ptm_tcache_mangle(e, prev);
+        prev = e;
+        e = next;
+    }
+    return prev;
+}
+
 void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
 {
     unsigned count = ptm_tcache_count(tc, i);
@@ -189,7 +204,11 @@ void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
     else
         tc->heads[i] = NULL;
     tc->room[i] = (uint16_t)(tc->cap[i] - keep);
-    size_t bytes = free_list(e, count - keep);
+    /* Oldest first: a fastbin, a list too, then hands them out newest
+     * first, in the order the program freed them back to front, as if they
+     * had never been cached (for a program that freed a long run of blocks,
+     * one stream through memory instead of a jump back every flush). */
+    size_t bytes = free_list(reverse_list(e, count - keep), count - keep);
     if (i >= PTM_TCACHE_BINS) {
         tc->large_bytes -= bytes;
         if (keep == 0)
@@ -266,13 +285,15 @@ void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size)
 
 void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
 {
+    ptm_chunk_t *old_top = a->top;
     void *out = ptm_arena_malloc(a, nb);
     if (out == NULL)
         return NULL;
-    /* Served from top, the first chunk says no bin holds one of nb: the
-     * rest come straight from top. */
+    /* Carved from top (not merely lying before it, as a fastbin chunk may),
+     * the first chunk says no bin holds one of nb: the rest come straight
+     * from top. */
     ptm_chunk_t *c = ptm_mem2chunk(out);
-    int from_top = !ptm_is_mmapped(c) && ptm_csize(c) == nb && ptm_chunk_at(c, nb) == a->top;
+    int from_top = c == old_top;
     /* The caller gets the last chunk allocated, and the others are cached
      * in the order they came: carved from top, the caller's is the one next
      * to top, which a realloc can grow in place, and the cache hands the
