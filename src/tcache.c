@@ -174,13 +174,20 @@ static size_t free_list(void *e, size_t n)
     return bytes;
 }
 
-/* Reverses a list of n cached chunks (linked as in the cache); returns its
- * new head. */
-static void *reverse_list(void *e, size_t n)
+/* Reverses a list of n chunks of bin i (linked as in the cache); returns
+ * its new head.  It writes to every chunk it reaches through a link, so a
+ * chunk must look like one of the bin's first (as ptm_tcache_pop checks):
+ * a forged link must not make it write where the forger chose. */
+static void *reverse_list(void *e, size_t n, size_t i)
 {
     void *prev = NULL;
     while (n-- > 0 && e != NULL) {
         void **w = e;
+        if (ptm_unlikely(ptm_misaligned(e)))
+            ptm_tcache_corrupt(e);
+        size_t size = ((size_t *)e)[-1];
+        if (ptm_unlikely(i < PTM_TCACHE_BINS ? size >> 4 != i : ptm_tcache_bin(size & ~PTM_SIZE_BITS) != i))
+            ptm_tcache_corrupt(e);
         void *next = ptm_tcache_mangle(e, w[0]);
         w[0] = ptm_tcache_mangle(e, prev);
         prev = e;
@@ -208,7 +215,7 @@ void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
      * first, in the order the program freed them back to front, as if they
      * had never been cached (for a program that freed a long run of blocks,
      * one stream through memory instead of a jump back every flush). */
-    size_t bytes = free_list(reverse_list(e, count - keep), count - keep);
+    size_t bytes = free_list(reverse_list(e, count - keep, i), count - keep);
     if (i >= PTM_TCACHE_BINS) {
         tc->large_bytes -= bytes;
         if (keep == 0)

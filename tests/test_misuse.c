@@ -378,6 +378,27 @@ static void free_two_and_poison_the_link(void)
 }
 
 static void cache_link_poisoned(void) { free_two_and_poison_the_link(); }
+/* A use after free points a cached chunk's link, mangled as ptm would, at
+ * a buffer of the program's; then the bin fills up and half of it goes back
+ * to the arena: the flush walks the links (and writes to each chunk) and
+ * must stop at the forged one before it writes there. */
+static uintptr_t forged_target[4] __attribute__((aligned(16)));
+
+static void cache_link_forged_then_flushed(void)
+{
+    void *first = malloc(64);
+    size_t bin = ptm_tcache_index(64), cap = ptm_tcache.cap[bin];
+    void **blocks = calloc(cap + 2, sizeof *blocks); /* another bin's */
+    for (size_t k = 0; k < cap + 2; k++)
+        blocks[k] = malloc(64);
+    free(first);
+    free(blocks[0]);
+    uintptr_t *b = blocks[0];
+    b[0] = ((uintptr_t)b >> 12) ^ (uintptr_t)&forged_target[2];
+    for (size_t k = 1; k < cap + 2; k++)
+        free(blocks[k]);
+}
+
 
 static void fastbin_link_poisoned(void)
 {
@@ -433,6 +454,10 @@ static void free_sized_wrong(void)
 Test(misuse, poisoned_thread_cache_link)
 {
     expect_abort(cache_link_poisoned, "malloc(): unaligned tcache chunk detected");
+}
+Test(misuse, forged_thread_cache_link_stops_the_flush)
+{
+    expect_abort(cache_link_forged_then_flushed, "malloc(): memory corruption (tcache)");
 }
 Test(misuse, poisoned_fastbin_link)
 {
