@@ -377,11 +377,12 @@ static PTM_NOINLINE void ptm_free_slow(void *mem)
 
 /* free without counting the call.  The first test proves mem 16-aligned and
  * inside the oldest segment of the thread's arena, so its header can be read
- * (a null, foreign or misaligned pointer fails it).  A block of another arena,
- * or of a part of the thread's arena that test does not cover, passes the
- * second, ptm_arena_chunk's, which reads no ownership map: a program whose
- * threads free each other's blocks, or reuse cached blocks of other arenas,
- * caches them without the slow path.  Anything else is checked there. */
+ * (a null, foreign or misaligned pointer fails it).  A block of another
+ * arena, or of a part of the thread's arena that test does not cover,
+ * passes the second, ptm_arena_chunk's, which reads no leaf of the
+ * ownership map: a program whose threads free each other's blocks, or reuse
+ * cached blocks of other arenas, caches them without the slow path.
+ * Anything else is checked there. */
 PTM_INLINE void free_impl(ptm_tcache_t *tc, void *mem)
 {
     ptm_chunk_t *p = ptm_mem2chunk(mem);
@@ -390,7 +391,9 @@ PTM_INLINE void free_impl(ptm_tcache_t *tc, void *mem)
          * not see a header read): the slow path. */
         if (tc->max_count == 0 || (p = ptm_arena_chunk(mem)) == NULL)
             goto slow;
-        /* The thread's arena grew past the extent the first test knows. */
+        /* A block of the thread's own arena outside the extent the first
+         * test knows: the oldest segment may have grown (if the block is in
+         * a newer one, the refresh changes nothing). */
         if (ptm_unlikely(ptm_arena_of(p) == tc->arena))
             ptm_tcache_own_refresh(tc);
     }

@@ -376,9 +376,10 @@ PTM_INLINE ptm_arena_t *ptm_arena_of_checked(const ptm_chunk_t *p)
 
 /* The chunk of block mem if mem is 16-aligned and lies either in the
  * committed part of a secondary arena's heap, its header marking it as
- * such, or in the main arena's oldest segment, its header saying so: its
- * header can be read, and its arena is ptm_arena_of.  NULL otherwise (the
- * block may still be ptm's: the ownership map decides).  Takes no lock: a
+ * such, or in the main arena's oldest segment, its header saying so, and
+ * its header does not claim a mapping of its own: its header can be read,
+ * and its arena is ptm_arena_of.  NULL otherwise (the block may still be
+ * ptm's, or a forgery: the ownership map and the slow path decide).  Takes no lock: a
  * heap's committed part never shrinks while the heap is mapped, and the main
  * arena publishes its oldest segment as free's short test reads it. */
 PTM_INLINE ptm_chunk_t *ptm_arena_chunk(const void *mem)
@@ -391,13 +392,13 @@ PTM_INLINE ptm_chunk_t *ptm_arena_chunk(const void *mem)
         size_t off = (uintptr_t)p - (uintptr_t)h;
         if (off < h->first_off || off + PTM_HDR >= __atomic_load_n(&h->committed, __ATOMIC_RELAXED))
             return NULL;
-        return ptm_non_main(p) ? p : NULL;
+        return (p->size & (PTM_IS_MMAPPED | PTM_NON_MAIN_ARENA)) == PTM_NON_MAIN_ARENA ? p : NULL;
     }
     const ptm_arena_t *m = &ptm_main_arena;
     uintptr_t i = ((uintptr_t)mem - __atomic_load_n(&m->own_lo, __ATOMIC_RELAXED)) / PTM_ALIGNMENT;
     if (i >= __atomic_load_n(&m->own_n, __ATOMIC_RELAXED))
         return NULL;
-    return ptm_non_main(p) ? NULL : p;
+    return (p->size & (PTM_IS_MMAPPED | PTM_NON_MAIN_ARENA)) == 0 ? p : NULL;
 }
 
 /* ---- mmap_chunk.c ---- */

@@ -174,20 +174,27 @@ static size_t free_list(void *e, size_t n)
     return bytes;
 }
 
-/* Reverses a list of n chunks of bin i (linked as in the cache); returns
- * its new head.  It writes to every chunk it reaches through a link, so a
- * chunk must look like one of the bin's first (as ptm_tcache_pop checks):
- * a forged link must not make it write where the forger chose. */
+/* Aborts unless e, reached through a link of bin i, looks like one of the
+ * bin's chunks (as ptm_tcache_pop checks): aligned, with the bin's size.
+ * The flush writes to the chunks it reaches, and a forged link must not
+ * make it write where the forger chose. */
+static void check_linked(const void *e, size_t i)
+{
+    if (ptm_unlikely(ptm_misaligned(e)))
+        ptm_tcache_corrupt(e);
+    size_t size = ((const size_t *)e)[-1];
+    if (ptm_unlikely(i < PTM_TCACHE_BINS ? size >> 4 != i : ptm_tcache_bin(size & ~PTM_SIZE_BITS) != i))
+        ptm_tcache_corrupt(e);
+}
+
+/* Reverses a list of n chunks of bin i (linked as in the cache), checking
+ * each; returns its new head. */
 static void *reverse_list(void *e, size_t n, size_t i)
 {
     void *prev = NULL;
     while (n-- > 0 && e != NULL) {
         void **w = e;
-        if (ptm_unlikely(ptm_misaligned(e)))
-            ptm_tcache_corrupt(e);
-        size_t size = ((size_t *)e)[-1];
-        if (ptm_unlikely(i < PTM_TCACHE_BINS ? size >> 4 != i : ptm_tcache_bin(size & ~PTM_SIZE_BITS) != i))
-            ptm_tcache_corrupt(e);
+        check_linked(e, i);
         void *next = ptm_tcache_mangle(e, w[0]);
         w[0] = ptm_tcache_mangle(e, prev);
         prev = e;
@@ -203,6 +210,8 @@ void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
         return;
     void *e = tc->heads[i], *last = NULL;
     for (unsigned k = 0; k < keep; k++) {
+        if (k > 0)
+            check_linked(e, i); /* the last one kept is written to */
         last = e;
         e = ptm_tcache_mangle(e, *(void **)e);
     }

@@ -89,8 +89,8 @@ typedef struct ptm_tcache {
     uint8_t state;          /* PTM_THREAD_* */
     struct ptm_arena *arena; /* where this thread allocates */
     /* Copies of arena->own_lo and own_n (arena.h), refreshed when a free
-     * meets a block of the arena outside them; 0 until the thread is set up,
-     * so every free goes slow. */
+     * meets a block of the arena outside them and in the checked slow path;
+     * 0 until the thread is set up, so every free goes slow. */
     uintptr_t own_lo, own_n;
     uintptr_t key; /* ptm_tcache_key, once set up */
     size_t large_max;   /* largest chunk the large bins take; 0: none */

@@ -399,6 +399,50 @@ static void cache_link_forged_then_flushed(void)
         free(blocks[k]);
 }
 
+/* As above, but the forged link is in the half the flush keeps: the walk
+ * to the cut-off writes to the last chunk it keeps, which must not be the
+ * forger's. */
+static void cache_link_forged_in_the_kept_half(void)
+{
+    void *first = malloc(64);
+    size_t bin = ptm_tcache_index(64), cap = ptm_tcache.cap[bin], keep = cap / 2;
+    void **blocks = calloc(cap + 2, sizeof *blocks); /* another bin's */
+    /* Blocks of exactly the bin's size (a miss may hand out a larger one). */
+    for (size_t k = 0; k < cap + 2;)
+        if (malloc_usable_size(blocks[k] = malloc(64)) == (bin << 4) - 8)
+            k++;
+    free(first);
+    size_t k = 0;
+    while (ptm_tcache_count(&ptm_tcache, bin) < cap)
+        free(blocks[k++]);
+    /* The bin is full, blocks[k - 1] at its head: point the link of the
+     * chunk before the last one kept at the program's buffer. */
+    uintptr_t *u = blocks[k - 1 - (keep - 2)];
+    u[0] = ((uintptr_t)u >> 12) ^ (uintptr_t)&forged_target[2];
+    free(blocks[k]);
+}
+
+static void *malloc_200(void *arg)
+{
+    (void)arg;
+    return malloc(200);
+}
+
+/* Another arena's live block, whose data reads as a chunk header claiming
+ * a mapping of its own (64 bytes, P, M, A), freed through an interior
+ * pointer: free's inline test for other arenas' blocks must not cache it. */
+static void forged_mapped_header_in_another_arenas_block(void)
+{
+    free(malloc(1));
+    pthread_t t;
+    void *x;
+    pthread_create(&t, NULL, malloc_200, NULL);
+    pthread_join(t, &x);
+    ((size_t *)x)[3] = 0x47;
+    free((char *)x + 32);
+}
+
+
 
 static void fastbin_link_poisoned(void)
 {
@@ -454,6 +498,14 @@ static void free_sized_wrong(void)
 Test(misuse, poisoned_thread_cache_link)
 {
     expect_abort(cache_link_poisoned, "malloc(): unaligned tcache chunk detected");
+}
+Test(misuse, forged_thread_cache_link_in_the_kept_half_stops_the_flush)
+{
+    expect_abort(cache_link_forged_in_the_kept_half, "malloc(): memory corruption (tcache)");
+}
+Test(misuse, forged_mapped_header_in_another_arenas_block)
+{
+    expect_abort(forged_mapped_header_in_another_arenas_block, "munmap_chunk(): invalid pointer");
 }
 Test(misuse, forged_thread_cache_link_stops_the_flush)
 {
