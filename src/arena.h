@@ -379,9 +379,10 @@ PTM_INLINE ptm_arena_t *ptm_arena_of_checked(const ptm_chunk_t *p)
  * such, or in the main arena's oldest segment, its header saying so, and
  * its header does not claim a mapping of its own: its header can be read,
  * and its arena is ptm_arena_of.  NULL otherwise (the block may still be
- * ptm's, or a forgery: the ownership map and the slow path decide).  Takes no lock: a
- * heap's committed part never shrinks while the heap is mapped, and the main
- * arena publishes its oldest segment as free's short test reads it. */
+ * ptm's, or a forgery: the ownership map and the slow path decide).  Takes
+ * no lock: a heap's committed part never shrinks while the heap is mapped,
+ * and the main arena publishes its oldest segment as free's short test
+ * reads it. */
 PTM_INLINE ptm_chunk_t *ptm_arena_chunk(const void *mem)
 {
     ptm_chunk_t *p = ptm_mem2chunk(mem);

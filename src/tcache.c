@@ -182,8 +182,7 @@ static void check_linked(const void *e, size_t i)
 {
     if (ptm_unlikely(ptm_misaligned(e)))
         ptm_tcache_corrupt(e);
-    size_t size = ((const size_t *)e)[-1];
-    if (ptm_unlikely(i < PTM_TCACHE_BINS ? size >> 4 != i : ptm_tcache_bin(size & ~PTM_SIZE_BITS) != i))
+    if (ptm_unlikely(ptm_tcache_bin(((const size_t *)e)[-1] & ~PTM_SIZE_BITS) != i))
         ptm_tcache_corrupt(e);
 }
 
