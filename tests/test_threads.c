@@ -444,7 +444,14 @@ Test(threads, exiting_thread_returns_its_cache_to_the_arena)
     ptm_heap_check();
 }
 
-/* In a thread of its own, so that its cache starts empty. */
+/* Runs fn in a new thread, whose cache starts empty, and waits for it. */
+static void in_new_thread(void *(*fn)(void *))
+{
+    pthread_t t;
+    pthread_create(&t, NULL, fn, NULL);
+    pthread_join(t, NULL);
+}
+
 static void *take_near(void *arg)
 {
     (void)arg;
@@ -463,9 +470,39 @@ static void *take_near(void *arg)
 
 Test(threads, an_empty_cache_bin_takes_a_cached_chunk_up_to_an_eighth_larger)
 {
-    pthread_t t;
-    pthread_create(&t, NULL, take_near, NULL);
-    pthread_join(t, NULL);
+    in_new_thread(take_near);
+}
+
+/* A full bin gives its older half back oldest first, so that the fastbin it
+ * lands in hands out the newest of them first, as if they had gone there
+ * when the program freed them. */
+static void *flush_in_order(void *arg)
+{
+    (void)arg;
+    free(malloc(1)); /* sets the thread's cache up */
+    size_t bin = ptm_tcache_index(64), cap = ptm_tcache.cap[bin], keep = cap / 2;
+    void **blocks = calloc(cap + 1, sizeof *blocks); /* another bin's */
+    for (size_t k = 0; k <= cap;)
+        if (malloc_usable_size(blocks[k] = malloc(64)) == (bin << 4) - PTM_WORD)
+            k++;
+    size_t k = 0;
+    while (ptm_tcache_count(&ptm_tcache, bin) < cap)
+        free(blocks[k++]);
+    ptm_arena_t *a = ptm_tcache.arena;
+    unsigned f = ptm_fast_index(bin << 4);
+    cr_assert_null(a->fastbins[f], "the fastbin was not empty to begin with");
+    free(blocks[k]); /* the bin is full: half of it goes back */
+    cr_assert_eq(a->fastbins[f], ptm_mem2chunk(blocks[k - 1 - keep]),
+                 "the fastbin's head is not the newest chunk given back");
+    for (size_t j = k + 1; j <= cap; j++)
+        free(blocks[j]);
+    free(blocks);
+    return NULL;
+}
+
+Test(threads, a_full_cache_bin_gives_its_older_half_back_oldest_first)
+{
+    in_new_thread(flush_in_order);
 }
 
 static void *malloc_in_thread(void *arg)
@@ -531,9 +568,7 @@ static void *grow_then_free_small(void *arg)
 
 Test(threads, freeing_where_the_heap_grew_refreshes_the_cached_extent)
 {
-    pthread_t t;
-    pthread_create(&t, NULL, grow_then_free_small, NULL);
-    pthread_join(t, NULL);
+    in_new_thread(grow_then_free_small);
 }
 
 /* ---- thread stacks ---- */
