@@ -531,6 +531,11 @@ Test(fork, while_other_threads_allocate, .timeout = 50)
  * exits 0.  The outcomes of the others are counted and printed. */
 
 #define SIG_FORKS 200
+/* On a loaded machine a fork (of a process whose children are running
+ * too) can take tens of ms: fewer than SIG_FORKS in SIG_LOOP_S is
+ * tolerated down to SIG_MIN_FORKS, as long as SIG_MIN_INTERRUPTED of them
+ * landed inside the allocator. */
+#define SIG_MIN_FORKS 100
 #define SIG_MIN_INTERRUPTED 20 /* forks that must land inside the allocator */
 #define SIG_HELPER_ALARM_S 30
 #define SIG_LOOP_S 10 /* to make SIG_FORKS forks */
@@ -719,9 +724,10 @@ static int signal_fork_helper(void)
         rc = HELPER_FORK_FAILED;
     }
     if (sig_forks < SIG_FORKS) {
-        fprintf(stderr, "signal-fork helper: only %d forks in %d s (%lu operations)\n",
-                (int)sig_forks, SIG_LOOP_S, ops);
-        rc = HELPER_TOO_FEW_FORKS;
+        fprintf(stderr, "signal-fork helper: only %d forks in %d s (%lu operations)%s\n", (int)sig_forks,
+                SIG_LOOP_S, ops, sig_forks < SIG_MIN_FORKS ? "" : " (tolerated)");
+        if (sig_forks < SIG_MIN_FORKS)
+            rc = HELPER_TOO_FEW_FORKS;
     }
     unsigned interrupted = 0, deadlocked = 0, bad = 0, mid_op = 0;
     for (int i = 0; i < sig_forks; i++) {
