@@ -218,17 +218,23 @@ static __attribute__((noipa)) void *clear_block(void *m, size_t n)
     return memset(m, 0, n);
 }
 
+/* ptm_alloc_slow's flags: calloc's (the block comes back cleared), and a
+ * caller that looked in the large bins already (malloc_large). */
+#define ALLOC_ZERO 1
+#define ALLOC_LOOKED 2
+
 /* malloc's and calloc's way when the thread cache has no chunk for the
  * request: its large bins, else the thread's arena, where a small malloc
- * refills the bin.  zero: calloc's, the block comes back cleared. */
-static PTM_NOINLINE void *ptm_alloc_slow(size_t n, int zero)
+ * refills the bin. */
+static PTM_NOINLINE void *ptm_alloc_slow(size_t n, int flags)
 {
+    int zero = flags & ALLOC_ZERO;
     if (ptm_unlikely(n > PTM_MAX_REQUEST))
         return fail_enomem();
     ptm_tcache_t *tc = thread_cache();
     size_t nb = ptm_request2size(n), clear = 0;
     ptm_arena_t *a;
-    void *m = cached_large(tc, nb);
+    void *m = (flags & ALLOC_LOOKED) != 0 ? NULL : cached_large(tc, nb);
     if (m != NULL)
         return zero ? clear_block(m, ptm_csize(ptm_mem2chunk(m)) - PTM_WORD) : m;
     ptm_tcache_release_top(tc);
@@ -255,6 +261,23 @@ static PTM_NOINLINE void *malloc_near(ptm_tcache_t *tc, size_t i, size_t n)
     return m != NULL ? m : ptm_alloc_slow(n, 0);
 }
 
+/* A request above the small sizes: a chunk of the thread cache's large
+ * bins, else the slow path.  Out of line and small, as malloc_near, so that
+ * a block of a few KiB freed and asked for again costs no stack frame of
+ * the slow path's. */
+static PTM_NOINLINE void *malloc_large(ptm_tcache_t *tc, size_t n)
+{
+    if (n <= PTM_TCACHE_MAX_LIMIT) {
+        size_t nb = ptm_request2size(n);
+        if (nb <= tc->large_max) {
+            void *m = ptm_tcache_take_large(tc, nb);
+            if (m != NULL)
+                return m;
+        }
+    }
+    return ptm_alloc_slow(n, ALLOC_LOOKED);
+}
+
 /* malloc without counting the call: also what realloc and friends use. */
 PTM_INLINE void *malloc_impl(ptm_tcache_t *tc, size_t n)
 {
@@ -265,7 +288,7 @@ PTM_INLINE void *malloc_impl(ptm_tcache_t *tc, size_t n)
             return ptm_tcache_pop(tc, i, e);
         return malloc_near(tc, i, n);
     }
-    return ptm_alloc_slow(n, 0);
+    return malloc_large(tc, n);
 }
 
 PTM_EXPORT void *malloc(size_t n)
@@ -338,20 +361,24 @@ static PTM_NOINLINE PTM_COLD void check_not_freed(ptm_chunk_t *p)
 PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t size)
 {
     size_t i = size >> 4;
+    int how = 0;
     if (tc->max_count == 0)
         return 0;
     if (size <= PTM_TCACHE_MAX_SIZE) {
         if (tc->cap[i] == 0)
             return 0;
     } else {
-        if (size > tc->large_max || !ptm_tcache_large_wanted(tc, p, size))
+        if (size > tc->large_max)
             return 0;
         i = ptm_tcache_large_index(size);
+        how = ptm_tcache_large_wanted(tc, p, size, i);
+        if (how == 0)
+            return 0;
     }
     if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key) && ptm_params.check_action != PTM_CHECK_OFF)
         check_not_freed(p);
     if (i >= PTM_TCACHE_BINS) {
-        ptm_tcache_put_large(tc, p, size);
+        ptm_tcache_put_large(tc, p, size, i, how);
         return 1;
     }
     if (tc->room[i] == 0)
@@ -373,6 +400,29 @@ static PTM_NOINLINE void ptm_free_slow(void *mem)
     if (!ptm_is_mmapped(p) && size >= PTM_MIN_CHUNK && cache_chunk(thread_cache(), p, mem, size))
         return;
     free_to_arena(p);
+}
+
+/* free of a block above the small sizes, in the thread's arena or passing
+ * ptm_arena_chunk's test (free_impl), of at most tc->large_max bytes: to
+ * the thread cache's large bins if they want it, else to its arena, as
+ * ptm_free_slow would; anything it does not vouch for goes there. */
+static PTM_NOINLINE void free_large(ptm_tcache_t *tc, void *mem, size_t head)
+{
+    ptm_chunk_t *p = ptm_mem2chunk(mem);
+    /* In the thread's own segment, the header must carry the arena's
+     * NON_MAIN_ARENA bit (owned_chunk's test); another arena's block passed
+     * ptm_arena_chunk's, which checks its bits. */
+    if ((head & PTM_IS_MMAPPED) != 0 || ((void **)mem)[1] == (void *)tc->key ||
+        (ptm_tcache_owns(tc, mem) && (head & PTM_NON_MAIN_ARENA) != tc->arena->chunk_flag)) {
+        ptm_free_slow(mem);
+        return;
+    }
+    size_t size = head & ~PTM_SIZE_BITS, k = ptm_tcache_large_index(size);
+    int how = ptm_tcache_large_wanted(tc, p, size, k);
+    if (how != 0)
+        ptm_tcache_put_large(tc, p, size, k, how);
+    else
+        free_to_arena(p);
 }
 
 /* free without counting the call.  The first test proves mem 16-aligned and
@@ -405,6 +455,9 @@ PTM_INLINE void free_impl(ptm_tcache_t *tc, void *mem)
             ptm_tcache_push(tc, i, mem, key);
             return;
         }
+    } else if (head <= tc->large_max) {
+        free_large(tc, mem, head);
+        return;
     }
 slow:
     ptm_free_slow(mem);
@@ -470,7 +523,7 @@ PTM_EXPORT void *calloc(size_t n, size_t size)
         if (ptm_likely(e != NULL))
             return clear_block(ptm_tcache_pop(tc, i, e), (i << 4) - PTM_WORD);
     }
-    return ptm_alloc_slow(bytes, 1);
+    return ptm_alloc_slow(bytes, ALLOC_ZERO);
 }
 
 /* ---- realloc ---- */

@@ -262,8 +262,10 @@ void *ptm_tcache_take_large(ptm_tcache_t *tc, size_t nb)
     size_t size = ptm_csize(ptm_mem2chunk(e));
     if (size < nb)
         return NULL;
+    /* A chunk of class k is less than an eighth larger than any request of
+     * the class (ptm_tcache_large_index): a cheaper test than the class's. */
     void *next = ptm_tcache_mangle(e, e[0]);
-    if (ptm_unlikely(ptm_misaligned(next) || ptm_tcache_large_index(size) != k || size > tc->large_max))
+    if (ptm_unlikely(ptm_misaligned(next) || size - nb > nb >> 3 || size > tc->large_max))
         ptm_tcache_corrupt(next);
     tc->heads[k] = next;
     tc->room[k]++;
@@ -283,10 +285,9 @@ void ptm_tcache_flush_large(ptm_tcache_t *tc)
     tc->large_at_top = NULL;
 }
 
-void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size)
+void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size, size_t k, int how)
 {
     large_tick(tc);
-    size_t k = ptm_tcache_large_index(size);
     if (tc->large_bytes + size > PTM_TCACHE_LARGE_BYTES)
         ptm_tcache_flush_large(tc);
     else if (tc->room[k] == 0)
@@ -294,7 +295,8 @@ void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size)
     ptm_tcache_push(tc, k, ptm_chunk2mem(p), ptm_tcache_key);
     tc->large_bytes += size;
     tc->large_map |= (uint64_t)1 << (k - PTM_TCACHE_BINS);
-    if (tc->large_bytes == size && ptm_tcache_before_top(p, size))
+    /* Before top, the bins took p only while they held nothing else. */
+    if (how == PTM_TCACHE_PUT_AT_TOP)
         tc->large_at_top = p;
 }
 

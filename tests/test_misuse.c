@@ -319,6 +319,17 @@ static void free_after_header_overflow(size_t off, size_t set, size_t clear)
 /* NON_MAIN_ARENA set: b claims a heap where none is. */
 static void free_forged_non_main_chunk(void) { free_after_header_overflow(8, 4, 0); }
 
+/* As above, with the thread cache's large bins on: free's way to them
+ * (free_large) must refuse the bit before it looks for b's arena. */
+static void free_forged_non_main_large_chunk(void)
+{
+    char *a = malloc(2000), *b = malloc(2000), *c = malloc(2000);
+    sink = a;
+    sink = c;
+    *chunk_word(b, 8) |= 4;
+    free(b);
+}
+
 Test(misuse, free_of_a_stack_pointer)
 {
     expect_abort(free_stack, "free(): invalid pointer");
@@ -350,6 +361,10 @@ Test(misuse, free_of_a_forged_mapped_chunk_inside_a_block)
 Test(misuse, free_of_a_chunk_claiming_a_heap_that_is_not_one)
 {
     expect_abort(free_forged_non_main_chunk, "free(): invalid pointer");
+}
+Test(misuse, free_of_a_forged_non_main_chunk_of_the_large_cache_sizes)
+{
+    expect_abort(free_forged_non_main_large_chunk, "free(): invalid pointer");
 }
 
 /* ---- links and headers overwritten ---- */
