@@ -180,11 +180,14 @@ PTM_INLINE void *cached_large(ptm_tcache_t *tc, size_t nb)
     return ptm_tcache_take_large(tc, nb);
 }
 
-/* Allocates from the arena, setting *clear to how many of the block's bytes
- * may be dirty: all of them, but when the chunk was carved from a top that
- * had just grown, only what top held before (to the end of its page). */
+/* Allocates from the arena and, for calloc (clear not NULL), sets *clear to
+ * how many of the block's bytes may be dirty: all of them, but when the
+ * chunk was carved from a top that had just grown, only what top held
+ * before (to the end of its page). */
 static void *arena_alloc(ptm_arena_t *a, size_t nb, size_t *clear)
 {
+    if (clear == NULL)
+        return ptm_arena_malloc(a, nb);
     ptm_chunk_t *old_top = a->top;
     size_t old_top_size = ptm_csize(old_top);
     void *m = ptm_arena_malloc(a, nb);
@@ -242,7 +245,7 @@ static PTM_NOINLINE void *ptm_alloc_slow(size_t n, int flags)
     /* One expansion of WITH_ARENA, the choice inside it: each is some 300
      * bytes of code. */
     int refill = !zero && nb <= PTM_TCACHE_MAX_SIZE && tc->max_count != 0;
-    WITH_ARENA(tc, a, m, refill ? ptm_tcache_refill(tc, a, nb) : arena_alloc(a, nb, &clear));
+    WITH_ARENA(tc, a, m, refill ? ptm_tcache_refill(tc, a, nb) : arena_alloc(a, nb, zero ? &clear : NULL));
     if (m != NULL && zero)
         clear_block(m, clear);
     /* With perturbing on there is no thread cache: every block comes here. */
