@@ -158,7 +158,6 @@ static PTM_NOINLINE PTM_COLD void track_move(void *mem, void *m, size_t n)
     do {                                                                                           \
         (a) = (tc)->arena;                                                                         \
         ptm_lock(&(a)->lock);                                                                      \
-        ptm_stats_fold(a, &(tc)->stats);                                                           \
         for (int retried_ = 0;; retried_ = 1) {                                                    \
             (result) = (expr);                                                                     \
             ptm_verify_arena(a);                                                                   \

@@ -79,6 +79,11 @@ PTM_COLD void ptm_stats_postfork_parent(void) { ptm_unlock(&threads_lock); }
 PTM_COLD void ptm_stats_postfork_child(ptm_tcache_t *mine)
 {
     ptm_lock_reinit(&threads_lock);
+    /* The other threads are gone: their counts stay, in their arenas (the
+     * child is single-threaded, and the arena locks are about to be reset). */
+    for (ptm_tcache_t *tc = threads; tc != NULL; tc = tc->next)
+        if (tc != mine)
+            ptm_stats_fold(tc->arena, &tc->stats);
     threads = NULL;
     live_threads = 0;
     if (mine != NULL) {

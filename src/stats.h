@@ -4,10 +4,10 @@
  * cannot drift apart.
  *
  * Per-thread counters are plain 64-bit integers bumped by the owning thread
- * (on the fast paths too: one add to thread-local memory, no atomics) and
- * folded into the thread's arena under the arena lock the slow path already
- * holds (refill, thread exit).  Reports add what live threads have not
- * folded yet. */
+ * (on the fast paths too: one add to thread-local memory, no atomics),
+ * folded into the thread's arena when the thread exits, and in the child
+ * of a fork for the threads that do not live on there.  Reports add what
+ * live threads have not folded. */
 #ifndef PTM_STATS_H
 #define PTM_STATS_H
 

@@ -184,6 +184,40 @@ Test(stats, calls_are_counted_exactly_and_printing_does_not_allocate)
     cr_assert_eq(ptm_stats_print(1, 7), EINVAL);
 }
 
+/* A thread that only ever took the fast paths has counted its calls in its
+ * own counters alone; in the child of a fork, which has only the forking
+ * thread, they must still be in the report. */
+static pthread_barrier_t counted, forked;
+
+static void *count_then_wait(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5000; i++)
+        free(malloc(48));
+    pthread_barrier_wait(&counted);
+    pthread_barrier_wait(&forked);
+    return NULL;
+}
+
+Test(stats, a_fork_child_keeps_the_counts_of_the_threads_it_has_not)
+{
+    pthread_barrier_init(&counted, NULL, 2);
+    pthread_barrier_init(&forked, NULL, 2);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, count_then_wait, NULL), 0);
+    pthread_barrier_wait(&counted);
+    unsigned long long parent = malloc_calls_now();
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(malloc_calls_now() >= parent ? 0 : 1);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    pthread_barrier_wait(&forked);
+    pthread_join(t, NULL);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the child's report lost the other thread's calls (status %#x)", status);
+}
+
 Test(stats, text_report_names_every_section)
 {
     char path[] = "/tmp/ptm-text-XXXXXX";
