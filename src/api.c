@@ -269,15 +269,19 @@ static PTM_NOINLINE void *malloc_near(ptm_tcache_t *tc, size_t i, size_t n)
  * the slow path's. */
 static PTM_NOINLINE void *malloc_large(ptm_tcache_t *tc, size_t n)
 {
-    if (n <= PTM_TCACHE_MAX_LIMIT) {
+    /* large_max is 0 until the thread is set up: then the slow path sets
+     * it up and looks. */
+    int looked = 0;
+    if (n <= PTM_TCACHE_MAX_LIMIT && tc->large_max != 0) {
         size_t nb = ptm_request2size(n);
         if (nb <= tc->large_max) {
             void *m = ptm_tcache_take_large(tc, nb);
             if (m != NULL)
                 return m;
         }
+        looked = ALLOC_LOOKED;
     }
-    return ptm_alloc_slow(n, ALLOC_LOOKED);
+    return ptm_alloc_slow(n, looked);
 }
 
 /* malloc without counting the call: also what realloc and friends use. */

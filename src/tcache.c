@@ -144,8 +144,9 @@ PTM_COLD void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem
 }
 
 /* Frees a list of n cached chunks (linked as in the cache) to their arenas;
- * returns their bytes. */
-static size_t free_list(void *e, size_t n)
+ * returns their bytes.  If at_top is not NULL and one of them is *at_top,
+ * *at_top becomes NULL. */
+static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
 {
     ptm_arena_t *locked = NULL;
     size_t bytes = 0;
@@ -155,6 +156,8 @@ static size_t free_list(void *e, size_t n)
         w[1] = NULL;
         ptm_chunk_t *p = ptm_mem2chunk(e);
         bytes += ptm_csize(p);
+        if (at_top != NULL && p == *at_top)
+            *at_top = NULL;
         ptm_arena_t *a = ptm_arena_of_checked(p);
         if (a != locked) {
             if (locked != NULL) {
@@ -223,7 +226,8 @@ void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
      * first, in the order the program freed them back to front, as if they
      * had never been cached (for a program that freed a long run of blocks,
      * one stream through memory instead of a jump back every flush). */
-    size_t bytes = free_list(reverse_list(e, count - keep, i), count - keep);
+    size_t bytes = free_list(reverse_list(e, count - keep, i), count - keep,
+                             i >= PTM_TCACHE_BINS ? &tc->large_at_top : NULL);
     if (i >= PTM_TCACHE_BINS) {
         tc->large_bytes -= bytes;
         if (keep == 0)
@@ -288,15 +292,21 @@ void ptm_tcache_flush_large(ptm_tcache_t *tc)
 void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size, size_t k, int how)
 {
     large_tick(tc);
+    int flushed = 1;
     if (tc->large_bytes + size > PTM_TCACHE_LARGE_BYTES)
         ptm_tcache_flush_large(tc);
     else if (tc->room[k] == 0)
         ptm_tcache_flush_bin(tc, k, tc->cap[k] / 2u);
+    else
+        flushed = 0;
     ptm_tcache_push(tc, k, ptm_chunk2mem(p), ptm_tcache_key);
     tc->large_bytes += size;
     tc->large_map |= (uint64_t)1 << (k - PTM_TCACHE_BINS);
-    /* Before top, the bins took p only while they held nothing else. */
-    if (how == PTM_TCACHE_PUT_AT_TOP)
+    /* Before top, the bins took p only while they held nothing else (and
+     * nothing was flushed).  A flush just now may have given top the chunk
+     * that stood between p and top: then p lies before top too. */
+    if (how == PTM_TCACHE_PUT_AT_TOP ||
+        (flushed && tc->large_bytes == size && ptm_tcache_before_top(p, size)))
         tc->large_at_top = p;
 }
 

@@ -882,6 +882,31 @@ Test(heap, a_cached_block_before_top_goes_back_before_top_is_carved_again)
     check_heap();
 }
 
+Test(heap, a_block_that_a_flush_leaves_before_top_goes_back_too)
+{
+    /* q, before top, is cached; p, right before q, is freed into a class
+     * that holds one chunk, so the flush that makes room gives q back to
+     * top, and p, now before top, is cached: a block before p that grows
+     * must find p given back and grow in place. */
+    need_thread_cache();
+    ptm_tcache_flush_large(&ptm_tcache);
+    char *r = malloc(5000);
+    for (int k = 0; k < 1000 && !before_top(r); k++)
+        r = malloc(5000); /* the others stay allocated */
+    char *p = malloc(41000), *q = malloc(41000);
+    cr_assert(p == r + ptm_csize((ptm_chunk_t *)chunk_word(r, 0)) &&
+                  q == p + ptm_csize((ptm_chunk_t *)chunk_word(p, 0)) && before_top(q),
+              "the setup needs r, p and q carved from top in a row");
+    cr_assert_eq(ptm_tcache.cap[ptm_tcache_large_index(ptm_request2size(41000))], 1,
+                 "the setup needs a class that holds one chunk");
+    free(q);
+    free(p);
+    char *r2 = realloc(r, 20000);
+    cr_assert_eq(r2, r, "the block moved: the cached block after it stayed between it and top");
+    free(r2);
+    check_heap();
+}
+
 /* ---- the ownership map (owner.h) follows every mapping ---- */
 
 /* Pages of [p, p + len) ptm's map calls its own. */
