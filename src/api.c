@@ -151,6 +151,16 @@ static PTM_NOINLINE PTM_COLD void track_move(void *mem, void *m, size_t n)
     track_alloc(m, n, 1);
 }
 
+/* A thread whose exit handler has run (ptm_stats_thread_end) may still
+ * allocate and free, from later TLS destructors and the C library's own
+ * teardown: its counters, no longer in the reports' list of threads, go
+ * straight into arena a, whose lock the caller holds. */
+PTM_INLINE void fold_if_exited(ptm_arena_t *a, ptm_tcache_t *tc)
+{
+    if (ptm_unlikely(tc->state == PTM_THREAD_DEAD))
+        ptm_stats_fold(a, &tc->stats);
+}
+
 /* Runs an allocation in the thread's arena, and once more in another arena
  * if that one has no memory left (a loop, so that expr and the locking
  * around it are expanded once). */
@@ -158,6 +168,7 @@ static PTM_NOINLINE PTM_COLD void track_move(void *mem, void *m, size_t n)
     do {                                                                                           \
         (a) = (tc)->arena;                                                                         \
         ptm_lock(&(a)->lock);                                                                      \
+        fold_if_exited(a, tc);                                                                     \
         for (int retried_ = 0;; retried_ = 1) {                                                    \
             (result) = (expr);                                                                     \
             ptm_verify_arena(a);                                                                   \
@@ -330,6 +341,7 @@ static void free_to_arena(ptm_chunk_t *p)
         memset(ptm_chunk2mem(p), ptm_params.perturb, ptm_csize(p) - PTM_HDR);
     ptm_arena_t *a = ptm_arena_of(p);
     ptm_lock(&a->lock);
+    fold_if_exited(a, &ptm_tcache);
     ptm_arena_free(a, p);
     ptm_verify_arena(a);
     ptm_unlock(&a->lock);

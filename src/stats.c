@@ -8,7 +8,9 @@
  * here allocates.  threads_lock (rank 3, never held with an arena lock) guards
  * the list of live threads' caches, whose counters and cached chunks are read
  * without their owners' cooperation: racy by a few operations, never
- * unsafe. */
+ * unsafe.  (A report that runs while a thread exits may miss that thread's
+ * counts, between their fold into its arena and its leaving the list; one
+ * on a signal that cannot take threads_lock leaves out the live threads'.) */
 #include "config.h"
 
 #include <errno.h>

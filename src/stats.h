@@ -5,9 +5,10 @@
  *
  * Per-thread counters are plain 64-bit integers bumped by the owning thread
  * (on the fast paths too: one add to thread-local memory, no atomics),
- * folded into the thread's arena when the thread exits, and in the child
- * of a fork for the threads that do not live on there.  Reports add what
- * live threads have not folded. */
+ * folded into the thread's arena when the thread exits (and, for calls it
+ * makes after that, from later TLS destructors, in each call that takes an
+ * arena lock), and in the child of a fork for the threads that do not live
+ * on there.  Reports add what live threads have not folded. */
 #ifndef PTM_STATS_H
 #define PTM_STATS_H
 

@@ -23,9 +23,9 @@
  * that sizes below 32 never pass the fast free, and all stay 0 until the
  * thread is set up.
  *
- * The per-thread call counters are plain integers: the fast paths bump them,
- * the slow paths fold them into the arena's statistics under the arena lock
- * they already hold (stats.h). */
+ * The per-thread call counters are plain integers that the fast paths bump;
+ * they are folded into the arena's statistics when the thread exits
+ * (stats.h). */
 #ifndef PTM_TCACHE_H
 #define PTM_TCACHE_H
 

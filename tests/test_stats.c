@@ -218,6 +218,39 @@ Test(stats, a_fork_child_keeps_the_counts_of_the_threads_it_has_not)
               "the child's report lost the other thread's calls (status %#x)", status);
 }
 
+/* A thread's calls after ptm's exit handler has run for it (from a TLS
+ * destructor registered later, so run after ptm's) are counted too. */
+static pthread_key_t late_key;
+
+static void late_destructor(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++)
+        free(malloc(100));
+}
+
+static void *set_late_key(void *arg)
+{
+    (void)arg;
+    free(malloc(100)); /* sets the thread up */
+    pthread_setspecific(late_key, (void *)1);
+    return NULL;
+}
+
+Test(stats, calls_from_a_late_thread_destructor_are_counted)
+{
+    free(malloc(100)); /* ptm's exit key exists before late_key */
+    cr_assert_eq(pthread_key_create(&late_key, late_destructor), 0);
+    unsigned long long before = malloc_calls_now();
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, set_late_key, NULL), 0);
+    pthread_join(t, NULL);
+    unsigned long long after = malloc_calls_now();
+    unsigned long long printing = malloc_calls_now() - after;
+    cr_assert_geq(after - before - printing, 1001, "the thread's calls counted as %llu",
+                  after - before - printing);
+}
+
 Test(stats, text_report_names_every_section)
 {
     char path[] = "/tmp/ptm-text-XXXXXX";
