@@ -266,10 +266,12 @@ void *ptm_tcache_take_large(ptm_tcache_t *tc, size_t nb)
     size_t size = ptm_csize(ptm_mem2chunk(e));
     if (size < nb)
         return NULL;
-    /* A chunk of class k is less than an eighth larger than any request of
-     * the class (ptm_tcache_large_index): a cheaper test than the class's. */
+    /* Class k runs from nb with its low bits below the top four cleared, one
+     * step of 2^(log2(nb) - 3) (ptm_tcache_large_index): size, at least nb,
+     * must be below its end. */
+    size_t step = (size_t)1 << (60 - __builtin_clzl(nb));
     void *next = ptm_tcache_mangle(e, e[0]);
-    if (ptm_unlikely(ptm_misaligned(next) || size - nb > nb >> 3 || size > tc->large_max))
+    if (ptm_unlikely(ptm_misaligned(next) || size >= (nb & ~(step - 1)) + step || size > tc->large_max))
         ptm_tcache_corrupt(next);
     tc->heads[k] = next;
     tc->room[k]++;

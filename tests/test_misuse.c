@@ -1216,6 +1216,14 @@ static void large_cached_chunk_size_overwritten(void)
     sink = malloc(3000);
 }
 
+/* As above, with the size of the next class's first chunk: less than an
+ * eighth larger than the request, but not of its class (2816 .. 3071). */
+static void large_cached_chunk_size_overwritten_by_a_little(void)
+{
+    *chunk_word(cached_large(), 8) = 0xc11; /* 3088, PREV_INUSE */
+    sink = malloc(3000);
+}
+
 Test(misuse, double_free_of_a_block_in_a_large_cache_bin)
 {
     expect_abort(double_free_large_cached, "free(): double free detected in tcache 2");
@@ -1227,6 +1235,10 @@ Test(misuse, realloc_of_a_block_in_a_large_cache_bin)
 Test(misuse, large_cached_chunk_whose_size_was_overwritten)
 {
     expect_abort(large_cached_chunk_size_overwritten, "malloc(): memory corruption (tcache)");
+}
+Test(misuse, large_cached_chunk_whose_size_was_overwritten_with_the_next_class)
+{
+    expect_abort(large_cached_chunk_size_overwritten_by_a_little, "malloc(): memory corruption (tcache)");
 }
 
 Test(misuse, cached_chunk_whose_size_was_overwritten)
