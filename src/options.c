@@ -23,11 +23,18 @@ int ptm_verbose;
 
 /* The cells of options.def, as options.c reads them. */
 #define PTM_NO_MALLOPT INT_MIN
-#define PTM_AS_IS(v) (v)
+#define PTM_AS_IS(v, src) (v)
 /* An explicit value for a threshold turns the dynamic mmap threshold off. */
-#define PTM_NO_DYN(v) (__atomic_store_n(&ptm_params.no_dyn_threshold, 1, __ATOMIC_RELAXED), (v))
+#define PTM_NO_DYN(v, src) (__atomic_store_n(&ptm_params.no_dyn_threshold, 1, __ATOMIC_RELAXED), (v))
 /* M_MXFAST is a request size; max_fast the largest fastbin chunk size. */
-#define PTM_FAST_CHUNK(v) ((v) == 0 ? 0 : ((v) + PTM_WORD) & ~(unsigned long long)PTM_ALIGN_MASK)
+#define PTM_FAST_CHUNK(v, src) ((v) == 0 ? 0 : ((v) + PTM_WORD) & ~(unsigned long long)PTM_ALIGN_MASK)
+/* glibc's MALLOC_CHECK_, glibc.malloc.check and M_CHECK_ACTION say what to
+ * do on an error (glibc 2.34 and later ignore them without its debugging
+ * library), and environments set them for every program: from them, 0 stays
+ * 0 and anything else is ptm's default.  The levels that walk the heap on
+ * every call come from PTM_CHECK alone. */
+#define PTM_GLIBC_CHECK(v, src)                                                                    \
+    ((src) == PTM_SRC_PTM_ENV || (src) == PTM_SRC_DEFAULT || (v) == 0 ? (v) : PTM_CHECK_CHEAP)
 
 enum opt_type { OPT_SIZE, OPT_INT, OPT_BOOL };
 
@@ -59,7 +66,7 @@ static PTM_COLD void store(ptm_option_id_t id, unsigned long long v, ptm_option_
     switch (id) {
 #define PTM_OPTION(name, env, glibc_env, tunable, mallopt, type, def, min, max, target, conv, ...) \
     case PTM_OPT_##name:                                                                           \
-        __atomic_store_n(&(target), (__typeof__(target))conv(v), __ATOMIC_RELAXED);                \
+        __atomic_store_n(&(target), (__typeof__(target))conv(v, src), __ATOMIC_RELAXED);           \
         break;
 #include "options.def"
 #undef PTM_OPTION

@@ -555,7 +555,14 @@ Test(misuse, free_sized_with_a_size_the_block_cannot_have)
     expect_abort(free_sized_wrong, "free_sized(): invalid size");
 }
 
-/* ---- PTM_CHECK levels (set here with mallopt(M_CHECK_ACTION)) ---- */
+/* ---- PTM_CHECK levels ---- */
+
+/* What PTM_CHECK=level sets at start-up (mallopt(M_CHECK_ACTION), glibc's
+ * spelling, gives only 0 or 1). */
+static void set_check_level(int level)
+{
+    __atomic_store_n(&ptm_params.check_action, level, __ATOMIC_RELAXED);
+}
 
 /* Blocks a | b | c | guard, with b free in a bin and its boundary tag (in
  * c's prev_size) then overwritten: nothing on the way of a malloc served
@@ -574,7 +581,7 @@ static void break_a_boundary_tag(void)
 static void arena_walk_on_locked_call(void)
 {
     no_large_cache();
-    mallopt(M_CHECK_ACTION, PTM_CHECK_ARENA);
+    set_check_level(PTM_CHECK_ARENA);
     break_a_boundary_tag();
     sink = malloc(3000); /* not cached: takes the lock */
     sink = malloc(3000);
@@ -586,6 +593,14 @@ static void no_walk_by_default(void)
     break_a_boundary_tag();
     sink = malloc(3000);
     sink = malloc(3000);
+}
+
+/* glibc's M_CHECK_ACTION says what to do on an error: 3 is not ptm's level
+ * 3, and the heap is not walked. */
+static void glibc_check_action_walks_nothing(void)
+{
+    mallopt(M_CHECK_ACTION, 3);
+    no_walk_by_default();
 }
 
 static void *cached_size_malloc_in_a_new_thread(void *arg)
@@ -604,7 +619,7 @@ static void *cached_size_malloc_in_a_new_thread(void *arg)
 
 static void full_check_every_call(void)
 {
-    mallopt(M_CHECK_ACTION, PTM_CHECK_FULL);
+    set_check_level(PTM_CHECK_FULL);
     pthread_t t;
     pthread_create(&t, NULL, cached_size_malloc_in_a_new_thread, NULL);
     pthread_join(t, NULL);
@@ -612,7 +627,7 @@ static void full_check_every_call(void)
 
 static void arena_level_keeps_the_cache(void)
 {
-    mallopt(M_CHECK_ACTION, PTM_CHECK_ARENA);
+    set_check_level(PTM_CHECK_ARENA);
     pthread_t t;
     pthread_create(&t, NULL, cached_size_malloc_in_a_new_thread, NULL);
     pthread_join(t, NULL);
@@ -639,6 +654,7 @@ static void expect_no_abort(void (*misuse)(void))
 Test(misuse, check_level_2_walks_the_arena_when_its_lock_is_taken)
 {
     expect_no_abort(no_walk_by_default);
+    expect_no_abort(glibc_check_action_walks_nothing);
     expect_abort_as(arena_walk_on_locked_call, "ptm_heap_check(): boundary tag does not match size at ", 0);
 }
 Test(misuse, check_level_3_checks_calls_the_thread_cache_would_serve)
