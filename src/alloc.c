@@ -309,12 +309,17 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
     if (ptm_unlikely(ptm_csize(next) < PTM_FENCEPOST || ptm_csize(next) >= a->system_mem))
         ptm_corrupt("free(): invalid next size (normal)");
 
-    if (size >= PTM_DIRTY_MIN_CHUNK) {
+    if (ptm_unlikely(ptm_purge_due(a)))
+        ptm_maybe_purge(a);
+    ptm_chunk_t *top = a->top;
+    size_t merged = ptm_merge_free(a, p, size);
+    /* What a purge can give back: a chunk of a page or more, or a smaller
+     * one that joins a free run of a page or more inside the heap (a
+     * program freeing many small blocks leaves such runs, which no free of
+     * a page-sized chunk would count). */
+    if (size >= PTM_DIRTY_MIN_CHUNK || (merged >= PTM_DIRTY_MIN_CHUNK && a->top == top))
         a->dirty += size;
-        if (ptm_unlikely(ptm_purge_due(a)))
-            ptm_maybe_purge(a);
-    }
-    size = ptm_merge_free(a, p, size);
+    size = merged;
     if (size >= PTM_CONSOLIDATE_THRESHOLD) {
         if (a->have_fast)
             ptm_consolidate(a);

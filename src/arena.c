@@ -154,7 +154,10 @@ void ptm_consolidate(ptm_arena_t *a)
                 ptm_corrupt("malloc_consolidate(): invalid next size");
             ptm_chunk_t *next = ptm_fast_next(p);
             p->bk = NULL;
-            ptm_merge_free(a, p, size);
+            ptm_chunk_t *top = a->top;
+            /* As ptm_arena_free counts what a purge can give back. */
+            if (ptm_merge_free(a, p, size) >= PTM_DIRTY_MIN_CHUNK && a->top == top)
+                a->dirty += size;
             p = next;
         }
     }

@@ -110,8 +110,9 @@ typedef struct ptm_arena {
      *   sum of segment spans == in_use + binned + fastbinned + top */
     size_t in_use;
     size_t in_use_peak;
-    size_t dirty;             /* bytes freed in page-sized chunks since the last purge,
-                               * less those allocated again since */
+    size_t dirty;             /* bytes freed in page-sized chunks, or into free runs of a
+                               * page or more, since the last purge, less those
+                               * allocated again since */
     size_t purge_limit;       /* purge once dirty has exceeded it for purge_delay ms:
                                * max(4 MiB, in_use / 8) */
     unsigned purge_countdown; /* calls until the clock is read again while one is due */

@@ -670,20 +670,23 @@ static double activity_rss_ratio(unsigned wait_us)
     return ((double)after - (double)scattered_base) / ((double)scattered_before - (double)scattered_base);
 }
 
-static void scattered_free(void)
+/* n blocks of `size` bytes, written, then all but one in `keep` freed. */
+static void scattered_free_of(size_t n, size_t size, size_t keep)
 {
-    enum { N = 4096 };
-    static char *b[N];
+    static char *b[200000];
+    cr_assert_leq(n, sizeof b / sizeof *b);
     scattered_base = rss_kib();
-    for (int i = 0; i < N; i++) {
-        b[i] = malloc(16384);
-        memset(b[i], 1, 16384);
+    for (size_t i = 0; i < n; i++) {
+        b[i] = malloc(size);
+        memset(b[i], 1, size);
     }
     scattered_before = rss_kib();
-    for (int i = 0; i < N; i++)
-        if (i % 10 != 0)
+    for (size_t i = 0; i < n; i++)
+        if (i % keep != 0)
             free(b[i]);
 }
+
+static void scattered_free(void) { scattered_free_of(4096, 16384, 10); }
 
 static double scattered_free_rss_ratio(void)
 {
@@ -699,6 +702,18 @@ Test(heap, free_pages_inside_the_heap_go_back)
     ptm_params.purge_delay = 5; /* ms: the test waits 20 */
     double r = scattered_free_rss_ratio();
     cr_assert_lt(r, 0.3, "RSS after freeing 90%% of the heap in holes is %.0f%% of before", r * 100);
+}
+
+Test(heap, free_pages_left_by_many_small_blocks_go_back)
+{
+    if (UNDER_VALGRIND())
+        cr_skip_test("resident memory under valgrind is its own, not the program's");
+    ptm_params.purge_delay = 5; /* ms: the test waits 20 */
+    /* 40 MiB of 200-byte blocks: no free is of a page, but they merge into
+     * runs of pages. */
+    scattered_free_of(200000, 200, 256);
+    double r = activity_rss_ratio(20000);
+    cr_assert_lt(r, 0.3, "RSS after freeing 255 in 256 small blocks is %.0f%% of before", r * 100);
 }
 
 Test(heap, free_pages_go_back_only_once_they_stayed_free_for_the_delay)
