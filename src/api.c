@@ -379,7 +379,6 @@ static PTM_NOINLINE PTM_COLD void check_not_freed(ptm_chunk_t *p)
 PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t size)
 {
     size_t i = size >> 4;
-    int how = 0;
     if (tc->max_count == 0)
         return 0;
     if (size <= PTM_TCACHE_MAX_SIZE) {
@@ -389,14 +388,13 @@ PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t s
         if (size > tc->large_max)
             return 0;
         i = ptm_tcache_large_index(size);
-        how = ptm_tcache_large_wanted(tc, p, size, i);
-        if (how == 0)
+        if (!ptm_tcache_large_wanted(tc, p, size, i))
             return 0;
     }
     if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key) && ptm_params.check_action != PTM_CHECK_OFF)
         check_not_freed(p);
     if (i >= PTM_TCACHE_BINS) {
-        ptm_tcache_put_large(tc, p, size, i, how);
+        ptm_tcache_put_large(tc, p, size, i);
         return 1;
     }
     if (tc->room[i] == 0)
@@ -436,9 +434,8 @@ static PTM_NOINLINE void free_large(ptm_tcache_t *tc, void *mem, size_t head)
         return;
     }
     size_t size = head & ~PTM_SIZE_BITS, k = ptm_tcache_large_index(size);
-    int how = ptm_tcache_large_wanted(tc, p, size, k);
-    if (how != 0)
-        ptm_tcache_put_large(tc, p, size, k, how);
+    if (ptm_tcache_large_wanted(tc, p, size, k))
+        ptm_tcache_put_large(tc, p, size, k);
     else
         free_to_arena(p);
 }

@@ -291,24 +291,19 @@ void ptm_tcache_flush_large(ptm_tcache_t *tc)
     tc->large_at_top = NULL;
 }
 
-void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size, size_t k, int how)
+void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size, size_t k)
 {
     large_tick(tc);
-    int flushed = 1;
     if (tc->large_bytes + size > PTM_TCACHE_LARGE_BYTES)
         ptm_tcache_flush_large(tc);
     else if (tc->room[k] == 0)
         ptm_tcache_flush_bin(tc, k, tc->cap[k] / 2u);
-    else
-        flushed = 0;
     ptm_tcache_push(tc, k, ptm_chunk2mem(p), ptm_tcache_key);
     tc->large_bytes += size;
     tc->large_map |= (uint64_t)1 << (k - PTM_TCACHE_BINS);
-    /* Before top, the bins took p only while they held nothing else (and
-     * nothing was flushed).  A flush just now may have given top the chunk
-     * that stood between p and top: then p lies before top too. */
-    if (how == PTM_TCACHE_PUT_AT_TOP ||
-        (flushed && tc->large_bytes == size && ptm_tcache_before_top(p, size)))
+    /* Tested after the flush, which may have given top the chunk that stood
+     * between p and top. */
+    if (tc->large_bytes == size && ptm_tcache_before_top(p, size))
         tc->large_at_top = p;
 }
 

@@ -242,9 +242,7 @@ PTM_INLINE int ptm_tcache_before_top(const ptm_chunk_t *p, size_t size)
 }
 
 /* Whether the large bins should take chunk p of size `size` (class k,
- * PTM_TCACHE_MAX_SIZE < size <= tc->large_max), being freed: 0 if not, else
- * PTM_TCACHE_PUT, or PTM_TCACHE_PUT_AT_TOP when p lies right before top
- * (for ptm_tcache_put_large).  A cached
+ * PTM_TCACHE_MAX_SIZE < size <= tc->large_max), being freed.  A cached
  * chunk keeps the arena from merging it, so when p would merge there with
  * free memory before it, or with top while other chunks are cached (the
  * program is giving memory back, not reusing it), they are emptied into the
@@ -253,15 +251,13 @@ PTM_INLINE int ptm_tcache_before_top(const ptm_chunk_t *p, size_t size)
  * before top unless its class is the one last asked for (a program freeing
  * and asking again for one size), not, say, a block that realloc grew into
  * top and that top should take back. */
-enum { PTM_TCACHE_PUT = 1, PTM_TCACHE_PUT_AT_TOP };
-
 PTM_INLINE int ptm_tcache_large_wanted(ptm_tcache_t *tc, const ptm_chunk_t *p, size_t size, size_t k)
 {
     if (ptm_likely(ptm_prev_inuse(p))) {
         if (!ptm_tcache_before_top(p, size))
-            return PTM_TCACHE_PUT;
+            return 1;
         if (tc->large_bytes == 0 && k == tc->large_want)
-            return PTM_TCACHE_PUT_AT_TOP;
+            return 1;
     }
     if (tc->large_map != 0)
         ptm_tcache_flush_large(tc);
@@ -277,10 +273,10 @@ void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem);
 /* A chunk of at least nb bytes (PTM_TCACHE_MAX_SIZE < nb <= tc->large_max)
  * from its large bin, or NULL. */
 void *ptm_tcache_take_large(ptm_tcache_t *tc, size_t nb);
-/* Caches chunk p of size `size` in its large bin k, as `how`
- * (ptm_tcache_large_wanted's answer) says, making room by flushing that bin,
- * or all of them when they hold too many bytes. */
-void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size, size_t k, int how);
+/* Caches chunk p of size `size` (ptm_tcache_large_wanted) in its large
+ * bin k, making room by flushing that bin, or all of them when they hold
+ * too many bytes. */
+void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size, size_t k);
 /* Keeps the newest `keep` chunks of bin i and frees the older ones back to
  * their arenas. */
 void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep);
