@@ -831,6 +831,17 @@ static int before_top(void *mem)
     return ptm_chunk_at(c, ptm_csize(c)) == ptm_tcache.arena->top;
 }
 
+/* A block of n bytes carved from top: the thread's blocks of that size are
+ * malloc'd (and kept) until one is; the setup needs it. */
+static char *malloc_before_top(size_t n)
+{
+    char *p = malloc(n);
+    for (int k = 0; k < 1000 && !before_top(p); k++)
+        p = malloc(n); /* the others stay allocated */
+    cr_assert(before_top(p), "the setup needs a block of %zu carved from top", n);
+    return p;
+}
+
 /* p, of n bytes, cannot grow in place: growing it to `to` moves it to top,
  * and growing it again to `again` keeps it there. */
 static void grows_out_to_top(char *p, size_t n, size_t to, size_t again)
@@ -847,10 +858,7 @@ static void grows_out_to_top(char *p, size_t n, size_t to, size_t again)
 Test(heap, a_small_block_that_must_move_to_grow_goes_to_top_and_grows_there)
 {
     need_thread_cache();
-    char *p = malloc(100);
-    for (int k = 0; k < 1000 && !before_top(p); k++)
-        p = malloc(100); /* the others stay allocated */
-    cr_assert(before_top(p), "the setup needs p carved from top");
+    char *p = malloc_before_top(100);
     void *guard = malloc(3000); /* right after p */
     /* A cached chunk of p's new size (malloc may hand out a larger cached
      * chunk while its own bin is empty: those stay allocated). */
@@ -883,10 +891,7 @@ Test(heap, a_cached_block_before_top_goes_back_before_top_is_carved_again)
      * merges back into top, so the heap does not grow past it. */
     need_thread_cache();
     ptm_tcache_flush_large(&ptm_tcache);
-    char *p = malloc(3000);
-    for (int k = 0; k < 1000 && !before_top(p); k++)
-        p = malloc(3000); /* the others stay allocated */
-    cr_assert(before_top(p), "the setup needs p carved from top");
+    char *p = malloc_before_top(3000);
     free(p);
     size_t bytes;
     cr_assert_eq(large_cached(&bytes), 1, "the block before top was not cached");
@@ -905,9 +910,7 @@ Test(heap, a_block_that_a_flush_leaves_before_top_goes_back_too)
      * must find p given back and grow in place. */
     need_thread_cache();
     ptm_tcache_flush_large(&ptm_tcache);
-    char *r = malloc(5000);
-    for (int k = 0; k < 1000 && !before_top(r); k++)
-        r = malloc(5000); /* the others stay allocated */
+    char *r = malloc_before_top(5000);
     char *p = malloc(41000), *q = malloc(41000);
     cr_assert(p == r + ptm_csize((ptm_chunk_t *)chunk_word(r, 0)) &&
                   q == p + ptm_csize((ptm_chunk_t *)chunk_word(p, 0)) && before_top(q),
@@ -919,6 +922,24 @@ Test(heap, a_block_that_a_flush_leaves_before_top_goes_back_too)
     char *r2 = realloc(r, 20000);
     cr_assert_eq(r2, r, "the block moved: the cached block after it stayed between it and top");
     free(r2);
+    check_heap();
+}
+
+Test(heap, a_flush_that_gives_back_the_block_before_top_forgets_it)
+{
+    /* q, before top, is the large bins' block at top; p, of q's one-chunk
+     * class but not before top, takes its place: the flush gives q back,
+     * and nothing may still take q for a cached block. */
+    need_thread_cache();
+    ptm_tcache_flush_large(&ptm_tcache);
+    char *p = malloc(41000), *guard = malloc(3000);
+    char *q = malloc_before_top(41000);
+    free(q);
+    cr_assert_eq(ptm_tcache.large_at_top, (ptm_chunk_t *)chunk_word(q, 0),
+                 "the setup needs q cached before top");
+    free(p);
+    cr_assert_null(ptm_tcache.large_at_top, "the large bins still take q, given back, for their block at top");
+    sink = guard;
     check_heap();
 }
 
