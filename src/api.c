@@ -166,16 +166,17 @@ PTM_INLINE void fold_if_exited(ptm_arena_t *a, ptm_tcache_t *tc)
  * around it are expanded once). */
 #define WITH_ARENA(tc, a, result, expr)                                                            \
     do {                                                                                           \
+        int single_ = ptm_single_threaded();                                                       \
         (a) = (tc)->arena;                                                                         \
-        ptm_lock(&(a)->lock);                                                                      \
+        ptm_lock_as(&(a)->lock, single_);                                                          \
         fold_if_exited(a, tc);                                                                     \
         for (int retried_ = 0;; retried_ = 1) {                                                    \
             (result) = (expr);                                                                     \
             ptm_verify_arena(a);                                                                   \
-            ptm_unlock(&(a)->lock);                                                                \
+            ptm_unlock_as(&(a)->lock, single_);                                                    \
             if (ptm_likely((result) != NULL) || retried_ || ((a) = ptm_arenas_other(a)) == NULL)   \
                 break;                                                                             \
-            ptm_lock(&(a)->lock);                                                                  \
+            ptm_lock_as(&(a)->lock, single_);                                                      \
         }                                                                                          \
     } while (0)
 
@@ -231,23 +232,17 @@ static __attribute__((noipa)) void *clear_block(void *m, size_t n)
     return memset(m, 0, n);
 }
 
-/* ptm_alloc_slow's flags: calloc's (the block comes back cleared), and a
- * caller that looked in the large bins already (malloc_large). */
-#define ALLOC_ZERO 1
-#define ALLOC_LOOKED 2
-
-/* malloc's and calloc's way when the thread cache has no chunk for the
- * request: its large bins, else the thread's arena, where a small malloc
- * refills the bin. */
-static PTM_NOINLINE void *ptm_alloc_slow(size_t n, int flags)
+/* malloc's and calloc's (zero: the block comes back cleared) way when the
+ * thread cache has no chunk for the request: its large bins, else the
+ * thread's arena, where a small malloc refills the bin. */
+static PTM_NOINLINE void *ptm_alloc_slow(size_t n, int zero)
 {
-    int zero = flags & ALLOC_ZERO;
     if (ptm_unlikely(n > PTM_MAX_REQUEST))
         return fail_enomem();
     ptm_tcache_t *tc = thread_cache();
     size_t nb = ptm_request2size(n), clear = 0;
     ptm_arena_t *a;
-    void *m = (flags & ALLOC_LOOKED) != 0 ? NULL : cached_large(tc, nb);
+    void *m = cached_large(tc, nb);
     if (m != NULL)
         return zero ? clear_block(m, ptm_csize(ptm_mem2chunk(m)) - PTM_WORD) : m;
     ptm_tcache_release_top(tc);
@@ -280,19 +275,23 @@ static PTM_NOINLINE void *malloc_near(ptm_tcache_t *tc, size_t i, size_t n)
  * the slow path's. */
 static PTM_NOINLINE void *malloc_large(ptm_tcache_t *tc, size_t n)
 {
-    /* large_max is 0 until the thread is set up: then the slow path sets
-     * it up and looks. */
-    int looked = 0;
-    if (n <= PTM_TCACHE_MAX_LIMIT && tc->large_max != 0) {
-        size_t nb = ptm_request2size(n);
-        if (nb <= tc->large_max) {
-            void *m = ptm_tcache_take_large(tc, nb);
-            if (m != NULL)
-                return m;
-        }
-        looked = ALLOC_LOOKED;
+    /* large_max is 0 until the thread is set up (then the slow path sets
+     * it up and looks), and while there is no cache: no perturbing, no
+     * memcheck, no full checks past this test. */
+    if (n > PTM_MAX_REQUEST || tc->large_max == 0)
+        return ptm_alloc_slow(n, 0);
+    size_t nb = ptm_request2size(n);
+    if (nb <= tc->large_max) {
+        void *m = ptm_tcache_take_large(tc, nb);
+        if (m != NULL)
+            return m;
     }
-    return ptm_alloc_slow(n, looked);
+    /* What ptm_alloc_slow would do after its tests, without them. */
+    ptm_tcache_release_top(tc);
+    ptm_arena_t *a;
+    void *m;
+    WITH_ARENA(tc, a, m, ptm_arena_malloc(a, nb));
+    return m != NULL ? m : fail_enomem();
 }
 
 /* malloc without counting the call: also what realloc and friends use. */
@@ -340,11 +339,12 @@ static void free_to_arena(ptm_chunk_t *p)
     if (ptm_unlikely(ptm_params.perturb != 0))
         memset(ptm_chunk2mem(p), ptm_params.perturb, ptm_csize(p) - PTM_HDR);
     ptm_arena_t *a = ptm_arena_of(p);
-    ptm_lock(&a->lock);
+    int single = ptm_single_threaded();
+    ptm_lock_as(&a->lock, single);
     fold_if_exited(a, &ptm_tcache);
     ptm_arena_free(a, p);
     ptm_verify_arena(a);
-    ptm_unlock(&a->lock);
+    ptm_unlock_as(&a->lock, single);
 }
 
 /* free under memcheck, where there is no thread cache. */
@@ -419,9 +419,9 @@ static PTM_NOINLINE void ptm_free_slow(void *mem)
 }
 
 /* free of a block above the small sizes, in the thread's arena or passing
- * ptm_arena_chunk's test (free_impl), of at most tc->large_max bytes: to
- * the thread cache's large bins if they want it, else to its arena, as
- * ptm_free_slow would; anything it does not vouch for goes there. */
+ * ptm_arena_chunk's test (free_impl): to the thread cache's large bins if
+ * its size is theirs and they want it, else to its arena, as ptm_free_slow
+ * would; anything it does not vouch for goes there. */
 static PTM_NOINLINE void free_large(ptm_tcache_t *tc, void *mem, size_t head)
 {
     ptm_chunk_t *p = ptm_mem2chunk(mem);
@@ -433,11 +433,15 @@ static PTM_NOINLINE void free_large(ptm_tcache_t *tc, void *mem, size_t head)
         ptm_free_slow(mem);
         return;
     }
-    size_t size = head & ~PTM_SIZE_BITS, k = ptm_tcache_large_index(size);
-    if (ptm_tcache_large_wanted(tc, p, size, k))
-        ptm_tcache_put_large(tc, p, size, k);
-    else
-        free_to_arena(p);
+    size_t size = head & ~PTM_SIZE_BITS;
+    if (size <= tc->large_max) {
+        size_t k = ptm_tcache_large_index(size);
+        if (ptm_tcache_large_wanted(tc, p, size, k)) {
+            ptm_tcache_put_large(tc, p, size, k);
+            return;
+        }
+    }
+    free_to_arena(p);
 }
 
 /* free without counting the call.  The first test proves mem 16-aligned and
@@ -470,7 +474,7 @@ PTM_INLINE void free_impl(ptm_tcache_t *tc, void *mem)
             ptm_tcache_push(tc, i, mem, key);
             return;
         }
-    } else if (head <= tc->large_max) {
+    } else {
         free_large(tc, mem, head);
         return;
     }
@@ -538,7 +542,7 @@ PTM_EXPORT void *calloc(size_t n, size_t size)
         if (ptm_likely(e != NULL))
             return clear_block(ptm_tcache_pop(tc, i, e), (i << 4) - PTM_WORD);
     }
-    return ptm_alloc_slow(bytes, ALLOC_ZERO);
+    return ptm_alloc_slow(bytes, 1);
 }
 
 /* ---- realloc ---- */

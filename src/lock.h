@@ -82,6 +82,21 @@ PTM_INLINE void ptm_unlock(ptm_lock_t *l)
         ptm_lock_wake(l);
 }
 
+/* ptm_lock and ptm_unlock for a caller that takes and releases l within
+ * one call, having read single = ptm_single_threaded() once for both (a
+ * read each costs a load of the flag's address and two tests). */
+PTM_INLINE void ptm_lock_as(ptm_lock_t *l, int single)
+{
+    if (ptm_unlikely(!ptm_lock_fast(l, single)))
+        ptm_lock_slow(l);
+}
+
+PTM_INLINE void ptm_unlock_as(ptm_lock_t *l, int single)
+{
+    if (ptm_unlikely(!ptm_unlock_fast(l, single)))
+        ptm_lock_wake(l);
+}
+
 /* After fork, in the child, where the holder thread no longer exists. */
 PTM_INLINE void ptm_lock_reinit(ptm_lock_t *l) { __atomic_store_n(&l->state, 0, __ATOMIC_RELAXED); }
 

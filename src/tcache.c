@@ -150,6 +150,7 @@ static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
 {
     ptm_arena_t *locked = NULL;
     size_t bytes = 0;
+    int single = ptm_single_threaded();
     while (n-- > 0 && e != NULL) {
         void **w = e;
         void *next = ptm_tcache_mangle(e, w[0]);
@@ -162,9 +163,9 @@ static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
         if (a != locked) {
             if (locked != NULL) {
                 ptm_verify_arena(locked);
-                ptm_unlock(&locked->lock);
+                ptm_unlock_as(&locked->lock, single);
             }
-            ptm_lock(&a->lock);
+            ptm_lock_as(&a->lock, single);
             locked = a;
         }
         ptm_arena_free(a, p);
@@ -172,7 +173,7 @@ static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
     }
     if (locked != NULL) {
         ptm_verify_arena(locked);
-        ptm_unlock(&locked->lock);
+        ptm_unlock_as(&locked->lock, single);
     }
     return bytes;
 }
