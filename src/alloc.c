@@ -92,6 +92,26 @@ static void place_in_bin(ptm_arena_t *a, ptm_chunk_t *v, size_t size)
     bck->fd = v;
 }
 
+/* Checks v, the last chunk of the unsorted bin, before it is taken or
+ * sorted; returns its size. */
+static size_t check_unsorted_last(ptm_arena_t *a, ptm_chunk_t *v)
+{
+    ptm_chunk_t *unsorted = ptm_bin_at(a, PTM_UNSORTED), *bck = v->bk;
+    size_t size = ptm_csize(v);
+    ptm_chunk_t *next = ptm_chunk_at(v, size);
+    if (ptm_unlikely(size < PTM_MIN_CHUNK || size > a->system_mem))
+        ptm_corrupt("malloc(): invalid size (unsorted)");
+    if (ptm_unlikely(ptm_csize(next) < PTM_FENCEPOST || ptm_csize(next) > a->system_mem))
+        ptm_corrupt("malloc(): invalid next size (unsorted)");
+    if (ptm_unlikely(next->prev_size != size))
+        ptm_corrupt("malloc(): mismatching next->prev_size (unsorted)");
+    if (ptm_unlikely(v->fd != unsorted || !ptm_link_ok(bck) || bck->fd != v))
+        ptm_corrupt("malloc(): unsorted double linked list corrupted");
+    if (ptm_unlikely(ptm_prev_inuse(next)))
+        ptm_corrupt("malloc(): invalid next->prev_inuse (unsorted)");
+    return size;
+}
+
 /* Empties the unsorted bin into the bins, returning early with an exact fit
  * or a split of the last remainder. */
 static void *scan_unsorted(ptm_arena_t *a, size_t nb)
@@ -101,18 +121,7 @@ static void *scan_unsorted(ptm_arena_t *a, size_t nb)
     int small = ptm_in_smallbin_range(nb);
     for (int n = 0; (v = unsorted->bk) != unsorted && n < PTM_MAX_UNSORTED_SCAN; n++) {
         ptm_chunk_t *bck = v->bk;
-        size_t size = ptm_csize(v);
-        ptm_chunk_t *next = ptm_chunk_at(v, size);
-        if (ptm_unlikely(size < PTM_MIN_CHUNK || size > a->system_mem))
-            ptm_corrupt("malloc(): invalid size (unsorted)");
-        if (ptm_unlikely(ptm_csize(next) < PTM_FENCEPOST || ptm_csize(next) > a->system_mem))
-            ptm_corrupt("malloc(): invalid next size (unsorted)");
-        if (ptm_unlikely(next->prev_size != size))
-            ptm_corrupt("malloc(): mismatching next->prev_size (unsorted)");
-        if (ptm_unlikely(v->fd != unsorted || !ptm_link_ok(bck) || bck->fd != v))
-            ptm_corrupt("malloc(): unsorted double linked list corrupted");
-        if (ptm_unlikely(ptm_prev_inuse(next)))
-            ptm_corrupt("malloc(): invalid next->prev_inuse (unsorted)");
+        size_t size = check_unsorted_last(a, v);
 
         /* A run of small requests carves one remainder in order, for
          * locality. */
@@ -271,6 +280,39 @@ void *ptm_arena_carve_top(ptm_arena_t *a, size_t nb)
         ptm_dirty_reused(a, nb);
     ptm_in_use_add(a, nb);
     return m;
+}
+
+void *ptm_arena_carve_remainder(ptm_arena_t *a, size_t nb, unsigned n, unsigned *got)
+{
+    ptm_chunk_t *unsorted = ptm_bin_at(a, PTM_UNSORTED);
+    ptm_chunk_t *r = a->last_remainder;
+    if (!ptm_in_smallbin_range(nb) || r == NULL || unsorted->bk != r || r->bk != unsorted)
+        return NULL;
+    /* Where ptm_arena_malloc looks first. */
+    ptm_chunk_t *bin = ptm_bin_at(a, ptm_small_index(nb));
+    if (bin->bk != bin || (nb <= ptm_params.max_fast && a->fastbins[ptm_fast_index(nb)] != NULL))
+        return NULL;
+    size_t size = check_unsorted_last(a, r);
+    /* Each split leaves more than a chunk (scan_unsorted's condition). */
+    if (size <= nb + PTM_MIN_CHUNK)
+        return NULL;
+    size_t fit = (size - PTM_MIN_CHUNK - 1) / nb;
+    if (n > fit)
+        n = (unsigned)fit;
+    ptm_chunk_t *c = r;
+    for (unsigned k = 0; k < n; k++, c = ptm_chunk_at(c, nb))
+        ptm_set_head(c, nb | PTM_PREV_INUSE | a->chunk_flag);
+    size_t rsize = size - (size_t)n * nb;
+    ptm_set_head(c, rsize | PTM_PREV_INUSE | a->chunk_flag);
+    ptm_set_foot(c, rsize);
+    if (!ptm_in_smallbin_range(rsize))
+        c->fd_nextsize = c->bk_nextsize = NULL;
+    c->fd = c->bk = unsorted;
+    unsorted->fd = unsorted->bk = c;
+    a->last_remainder = c;
+    ptm_in_use_add(a, (size_t)n * nb);
+    *got = n;
+    return ptm_chunk2mem(r);
 }
 
 void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)

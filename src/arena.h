@@ -281,6 +281,13 @@ void *ptm_arena_malloc(ptm_arena_t *a, size_t nb);
  * top is too small: for the rest of a run of requests of one size, once
  * ptm_arena_malloc has served the first from top (so no bin could). */
 void *ptm_arena_carve_top(ptm_arena_t *a, size_t nb);
+/* Up to n chunks of nb bytes (a small size) split off the front of the
+ * last remainder while it is the only chunk in the unsorted bin and more
+ * than a chunk larger than nb: what n calls of ptm_arena_malloc would do
+ * after one found no fastbin or small-bin chunk of nb and split the last
+ * remainder, without looking again.  Returns the first chunk's block (the
+ * others follow it in memory) and sets *got to how many, or NULL. */
+void *ptm_arena_carve_remainder(ptm_arena_t *a, size_t nb, unsigned n, unsigned *got);
 /* Frees a chunk of a that is not mmapped. */
 void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p);
 /* Frees the tail [p, p + size) of a chunk being shrunk: p's header is

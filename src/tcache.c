@@ -316,9 +316,13 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
         return NULL;
     /* Carved from top (not merely lying before it, as a fastbin chunk may),
      * the first chunk says no bin holds one of nb: the rest come straight
-     * from top. */
+     * from top.  Split off the last remainder, it says the same of the
+     * fastbin and small bin of nb: the rest come from what remains of it
+     * while it is the only unsorted chunk, as ptm_arena_malloc would
+     * take them. */
     ptm_chunk_t *c = ptm_mem2chunk(out);
     int from_top = c == old_top;
+    int from_rest = !from_top && a->last_remainder == ptm_chunk_at(c, nb);
     /* The caller gets the last chunk allocated, and the others are cached
      * in the order they came: carved from top, the caller's is the one next
      * to top, which a realloc can grow in place, and the cache hands the
@@ -330,8 +334,16 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
         batch = tc->fill[i];
     if (tc->fill[i] < PTM_TCACHE_REFILL_MAX)
         tc->fill[i] = (uint8_t)(tc->fill[i] * 2);
+    unsigned run = 0;
+    char *next = from_rest ? ptm_arena_carve_remainder(a, nb, batch, &run) : NULL;
     for (unsigned k = 0; k < batch; k++) {
-        void *m = from_top ? ptm_arena_carve_top(a, nb) : ptm_arena_malloc(a, nb);
+        void *m;
+        if (k < run) {
+            m = next;
+            next += nb;
+        } else {
+            m = from_top ? ptm_arena_carve_top(a, nb) : ptm_arena_malloc(a, nb);
+        }
         if (m == NULL)
             break;
         ptm_chunk_t *p = ptm_mem2chunk(m);
@@ -341,7 +353,14 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
         }
         size_t j = ptm_csize(ptm_mem2chunk(out)) >> 4;
         if (j >= PTM_TCACHE_BINS || tc->room[j] == 0) {
-            ptm_arena_free(a, p);
+            /* m goes back, and so does the rest of a run carved with it. */
+            for (;;) {
+                ptm_arena_free(a, p);
+                if (++k >= run)
+                    break;
+                p = ptm_mem2chunk(next);
+                next += nb;
+            }
             break;
         }
         ptm_tcache_push(tc, j, out, ptm_tcache_key);
