@@ -143,12 +143,30 @@ PTM_COLD void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem
     }
 }
 
+/* Cached chunks a flush met lying next to each other, [lo, hi) of arena
+ * a, freed as one chunk: freed one by one they would merge all the same
+ * (unless small enough for a fastbin, which never joins a run). */
+typedef struct {
+    ptm_chunk_t *lo;
+    char *hi;
+} flush_run_t;
+
+static void free_run(ptm_arena_t *a, flush_run_t *r)
+{
+    if (r->lo == NULL)
+        return;
+    ptm_set_size_keep_p(r->lo, (size_t)(r->hi - (char *)r->lo) | a->chunk_flag);
+    ptm_arena_free(a, r->lo);
+    r->lo = NULL;
+}
+
 /* Frees a list of n cached chunks (linked as in the cache) to their arenas;
  * returns their bytes.  If at_top is not NULL and one of them is *at_top,
  * *at_top becomes NULL. */
 static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
 {
     ptm_arena_t *locked = NULL;
+    flush_run_t run = {NULL, NULL};
     size_t bytes = 0;
     int single = ptm_single_threaded();
     while (n-- > 0 && e != NULL) {
@@ -156,22 +174,35 @@ static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
         void *next = ptm_tcache_mangle(e, w[0]);
         w[1] = NULL;
         ptm_chunk_t *p = ptm_mem2chunk(e);
-        bytes += ptm_csize(p);
+        size_t size = ptm_csize(p);
+        bytes += size;
         if (at_top != NULL && p == *at_top)
             *at_top = NULL;
         ptm_arena_t *a = ptm_arena_of_checked(p);
         if (a != locked) {
             if (locked != NULL) {
+                free_run(locked, &run);
                 ptm_verify_arena(locked);
                 ptm_unlock_as(&locked->lock, single);
             }
             ptm_lock_as(&a->lock, single);
             locked = a;
         }
-        ptm_arena_free(a, p);
         e = next;
+        if (size <= ptm_params.max_fast) {
+            ptm_arena_free(a, p);
+        } else if ((char *)p == run.hi) {
+            run.hi += size;
+        } else if (ptm_chunk_at(p, size) == run.lo) {
+            run.lo = p; /* a list of chunks handed out upwards, freed in order */
+        } else {
+            free_run(a, &run);
+            run.lo = p;
+            run.hi = (char *)p + size;
+        }
     }
     if (locked != NULL) {
+        free_run(locked, &run);
         ptm_verify_arena(locked);
         ptm_unlock_as(&locked->lock, single);
     }
