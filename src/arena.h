@@ -312,6 +312,10 @@ void *ptm_arena_memalign(ptm_arena_t *a, size_t align, size_t nb);
 /* Grows the arena (or maps a chunk of its own) to satisfy nb; the top chunk
  * cannot. */
 void *ptm_sysmalloc(ptm_arena_t *a, size_t nb);
+/* Extends top where it lies (its segment grows, by top_pad more than asked)
+ * until it holds at least need bytes; 0, or ENOMEM when its segment cannot
+ * grow (top may then have moved to a new segment). */
+int ptm_grow_top(ptm_arena_t *a, size_t need);
 /* Gives back to the OS what top holds beyond pad bytes, and unmaps mapped
  * segments left entirely free; returns 1 if anything was given back. */
 int ptm_systrim(ptm_arena_t *a, size_t pad);

@@ -265,6 +265,22 @@ void *ptm_sysmalloc(ptm_arena_t *a, size_t nb)
     return ptm_chunk2mem(top);
 }
 
+int ptm_grow_top(ptm_arena_t *a, size_t need)
+{
+    ptm_chunk_t *top = a->top;
+    size_t want = need + ptm_params.top_pad;
+    if (want < need || top == &ptm_empty_top)
+        return ENOMEM;
+    /* Only where top's segment can be extended: a new segment would move
+     * top away from the chunk before it. */
+    if (grow_in_mapping(a, need, want) != 0 &&
+        (!ptm_is_main(a) || !top_at_brk(a) || grow_brk(a, want) != 0))
+        return ENOMEM;
+    note_growth(a);
+    /* The break may have moved under us: then top is a new segment's. */
+    return a->top == top && ptm_csize(top) >= need ? 0 : ENOMEM;
+}
+
 /* top fills a whole mapped segment that is not the arena's oldest: unmap it
  * and make the end of the previous segment (its fenceposts, and the free chunk
  * before them if any) top again.  Returns 1 if it did. */

@@ -475,6 +475,47 @@ Test(heap, a_small_block_grows_in_place_into_top)
     check_arena(a);
 }
 
+/* A block carved from a's top, with top then too small for it to grow to
+ * 20 KiB more than top holds: the block grows in place as top's segment
+ * grows (a mapped heap's, or the break), rather than move past its old
+ * place and leave that free below the new one, at every step of a loop
+ * growing a buffer. */
+static void outgrows_top_in_place(ptm_arena_t *a)
+{
+    ptm_lock(&a->lock);
+    size_t room = ptm_csize(a->top);
+    void *low = room > 16384 ? ptm_arena_carve_top(a, ptm_align_down(room - 8192, 16)) : NULL;
+    unsigned char *p = ptm_arena_carve_top(a, 1024);
+    ptm_unlock(&a->lock);
+    cr_assert_not_null(p);
+    size_t n = 1024 + ptm_csize(a->top) + 20000;
+    cr_assert_lt(n, ptm_params.mmap_threshold, "the setup needs a block the heap keeps");
+    fill_bytes(p, 1000, 11);
+    unsigned char *q = realloc(p, n);
+    cr_assert_eq(q, p, "the block before top moved to outgrow top");
+    check_bytes(q, 1000, 11, "block grown in place");
+    cr_assert_eq(ptm_next_chunk(chunk_of(q)), a->top, "top does not follow the grown block");
+    check_arena(a);
+    free(q);
+    free(low);
+    check_arena(a);
+}
+
+Test(heap, a_block_before_top_outgrows_a_mapped_heap_top_in_place)
+{
+    outgrows_top_in_place(fresh_arena());
+}
+
+Test(heap, a_block_before_top_outgrows_the_main_arena_top_in_place)
+{
+    free(malloc(1)); /* sets the thread up: the main arena */
+    if (ptm_track_memcheck)
+        cr_skip_test("white box: under memcheck, with no thread cache");
+    ptm_arena_t *a = ptm_tcache.arena;
+    cr_assert(ptm_is_main(a) && a->segments->map_size == 0, "the setup needs the brk heap");
+    outgrows_top_in_place(a);
+}
+
 Test(heap, growing_in_place_pays_back_the_freed_bytes_awaiting_purge)
 {
     /* Bytes freed in large chunks count towards the next purge; the same
