@@ -276,9 +276,10 @@ static PTM_NOINLINE void *malloc_near(ptm_tcache_t *tc, size_t i, size_t n)
 static PTM_NOINLINE void *malloc_large(ptm_tcache_t *tc, size_t n)
 {
     /* large_max is 0 until the thread is set up (then the slow path sets
-     * it up and looks), and while there is no cache: no perturbing, no
-     * memcheck, no full checks past this test. */
-    if (n > PTM_MAX_REQUEST || tc->large_max == 0)
+     * it up and looks), and while there is no cache: no memcheck, no full
+     * checks past this test.  Perturbing turned on by mallopt leaves a set-up
+     * thread its cache, but what comes from the arena must be filled. */
+    if (n > PTM_MAX_REQUEST || tc->large_max == 0 || ptm_unlikely(ptm_params.perturb != 0))
         return ptm_alloc_slow(n, 0);
     size_t nb = ptm_request2size(n);
     if (nb <= tc->large_max) {

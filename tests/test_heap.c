@@ -680,6 +680,23 @@ Test(heap, perturb_fills_new_and_freed_blocks)
     mallopt(M_PERTURB, 0);
 }
 
+Test(heap, perturb_set_later_fills_blocks_from_the_arena)
+{
+    /* A thread set up before M_PERTURB keeps its cache; blocks that come
+     * from its arena are filled all the same, whatever their size. */
+    free(malloc(1));
+    cr_assert_eq(mallopt(M_PERTURB, 0x5a), 1);
+    static const size_t sizes[] = {2000, 50000, 100000};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        unsigned char *p = malloc(sizes[k]);
+        cr_assert_not_null(p);
+        unsigned char byte = p[sizes[k] / 2];
+        free(p);
+        cr_assert_eq(byte, 0x5a ^ 0xff, "a new block of %zu bytes not filled: %#x", sizes[k], byte);
+    }
+    mallopt(M_PERTURB, 0);
+}
+
 static size_t rss_kib(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
