@@ -282,6 +282,32 @@ void *ptm_arena_carve_top(ptm_arena_t *a, size_t nb)
     return m;
 }
 
+/* Unsorted chunks ptm_arena_holds_fit looks at before it gives up and
+ * says yes. */
+#define PTM_HOLDS_FIT_SCAN 64
+
+int ptm_arena_holds_fit(ptm_arena_t *a, size_t nb)
+{
+    if (a->have_fast)
+        ptm_consolidate(a);
+    ptm_chunk_t *unsorted = ptm_bin_at(a, PTM_UNSORTED);
+    int n = 0;
+    for (ptm_chunk_t *v = unsorted->bk; v != unsorted; v = v->bk)
+        if (ptm_csize(v) >= nb || ++n > PTM_HOLDS_FIT_SCAN)
+            return 1;
+    unsigned first = ptm_bin_index(nb);
+    for (unsigned i = first; i < PTM_NBINS; i++) {
+        if (!ptm_bin_marked(a, i))
+            continue;
+        ptm_chunk_t *bin = ptm_bin_at(a, i);
+        /* A large bin's first chunk is its largest; the bins above nb's
+         * hold only larger chunks, a small bin only its own size. */
+        if (bin->fd != bin && (i > first || ptm_csize(bin->fd) >= nb))
+            return 1;
+    }
+    return 0;
+}
+
 void *ptm_arena_carve_remainder(ptm_arena_t *a, size_t nb, unsigned n, unsigned *got)
 {
     ptm_chunk_t *unsorted = ptm_bin_at(a, PTM_UNSORTED);

@@ -288,6 +288,11 @@ void *ptm_arena_carve_top(ptm_arena_t *a, size_t nb);
  * remainder, without looking again.  Returns the first chunk's block (the
  * others follow it in memory) and sets *got to how many, or NULL. */
 void *ptm_arena_carve_remainder(ptm_arena_t *a, size_t nb, unsigned n, unsigned *got);
+/* Whether a free chunk of at least nb bytes lies in a's bins, the
+ * fastbins merged first: what ptm_arena_malloc would take before growing
+ * the heap (a bin whose map bit is set but that is empty does not count; an
+ * unsorted bin longer than a few dozen chunks counts as holding one). */
+int ptm_arena_holds_fit(ptm_arena_t *a, size_t nb);
 /* Frees a chunk of a that is not mmapped. */
 void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p);
 /* Frees the tail [p, p + size) of a chunk being shrunk: p's header is

@@ -80,14 +80,16 @@ PTM_INLINE void *take_top(ptm_arena_t *a, ptm_chunk_t *old, size_t old_size, siz
 /* Top follows chunk old but is too small for it to grow to nb: top's
  * segment grows instead, as much as a malloc of nb would have made it
  * grow, and old grows into it, unless a block of nb gets a mapping of its
- * own (as glibc's realloc, whose malloc carves from the grown top right
- * after old and joins the two).  Moving old there instead left old's place
- * free below it at every step of a loop growing a block past top: a buffer
+ * own or a free chunk in the bins can hold it (as glibc's realloc, whose
+ * malloc takes such a chunk, else carves from the grown top right after
+ * old and joins the two).  Moving old there instead left old's place free
+ * below it at every step of a loop growing a block past top: a buffer
  * doubling from 128 KiB to 2 MiB grew the heap by 3.9 MiB, not 2. */
 static PTM_NOINLINE void *grow_top_under(ptm_arena_t *a, ptm_chunk_t *old, size_t old_size,
                                          size_t nb, ptm_realloc_move_fn *move, int single)
 {
-    if (nb >= ptm_params.mmap_threshold || ptm_grow_top(a, nb - old_size + PTM_MIN_CHUNK) != 0)
+    if (nb >= ptm_params.mmap_threshold || ptm_arena_holds_fit(a, nb) ||
+        ptm_grow_top(a, nb - old_size + PTM_MIN_CHUNK) != 0)
         return cannot(old, nb, move);
     return take_top(a, old, old_size, old_size + ptm_csize(a->top), nb, single);
 }

@@ -506,6 +506,34 @@ Test(heap, a_block_before_top_outgrows_a_mapped_heap_top_in_place)
     outgrows_top_in_place(fresh_arena());
 }
 
+Test(heap, a_block_before_top_that_outgrows_top_takes_a_free_chunk_that_fits)
+{
+    /* A free chunk of 100 KB lies in a's bins: growing a block before top
+     * past top takes it, as a malloc would, and the heap does not grow. */
+    ptm_arena_t *a = fresh_arena();
+    ptm_lock(&a->lock);
+    void *hole = ptm_arena_carve_top(a, ptm_request2size(100000));
+    void *guard = ptm_arena_carve_top(a, 64);
+    size_t room = ptm_csize(a->top);
+    void *low = room > 16384 ? ptm_arena_carve_top(a, ptm_align_down(room - 8192, 16)) : NULL;
+    unsigned char *p = ptm_arena_carve_top(a, 1024);
+    ptm_unlock(&a->lock);
+    cr_assert(hole != NULL && guard != NULL && p != NULL);
+    free(hole); /* above the cache's sizes: into a's bins */
+    size_t system = a->system_mem, n = 1024 + ptm_csize(a->top) + 20000;
+    cr_assert_lt(n, 100000, "the setup needs a request the free chunk holds");
+    fill_bytes(p, 1000, 12);
+    unsigned char *q = realloc(p, n);
+    cr_assert_eq(q, hole, "the block did not move to the free chunk that fits");
+    check_bytes(q, 1000, 12, "block moved");
+    cr_assert_eq(a->system_mem, system, "the heap grew by %zu bytes", a->system_mem - system);
+    check_arena(a);
+    free(q);
+    free(low);
+    free(guard);
+    check_arena(a);
+}
+
 Test(heap, a_block_before_top_outgrows_the_main_arena_top_in_place)
 {
     free(malloc(1)); /* sets the thread up: the main arena */
