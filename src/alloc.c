@@ -341,7 +341,10 @@ void *ptm_arena_carve_remainder(ptm_arena_t *a, size_t nb, unsigned n, unsigned 
     return ptm_chunk2mem(r);
 }
 
-void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
+/* ptm_arena_free of chunk p, made of chunks freed together that lay next
+ * to each other, big bytes of them in chunks of a page or more (p's size
+ * if p is one chunk of a page or more, else 0). */
+PTM_INLINE void arena_free(ptm_arena_t *a, ptm_chunk_t *p, size_t big)
 {
     size_t size = ptm_csize(p);
     if (ptm_unlikely((uintptr_t)p > (uintptr_t)-size || ptm_chunk_misaligned(p)))
@@ -381,18 +384,28 @@ void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
         ptm_maybe_purge(a);
     ptm_chunk_t *top = a->top;
     size_t merged = ptm_merge_free(a, p, size);
-    /* What a purge can give back: a chunk of a page or more, or a smaller
-     * one that joins a free run of a page or more inside the heap (a
+    /* What a purge can give back: a chunk of a page or more, or smaller
+     * ones that join a free run of a page or more inside the heap (a
      * program freeing many small blocks leaves such runs, which no free of
-     * a page-sized chunk would count). */
-    if (size >= PTM_DIRTY_MIN_CHUNK || (merged >= PTM_DIRTY_MIN_CHUNK && a->top == top))
-        a->dirty += size;
+     * a page-sized chunk would count); not small ones that join top. */
+    a->dirty += merged >= PTM_DIRTY_MIN_CHUNK && a->top == top ? size : big;
     size = merged;
     if (size >= PTM_CONSOLIDATE_THRESHOLD) {
         if (a->have_fast)
             ptm_consolidate(a);
         ptm_maybe_trim(a);
     }
+}
+
+void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p)
+{
+    size_t size = ptm_csize(p);
+    arena_free(a, p, size >= PTM_DIRTY_MIN_CHUNK ? size : 0);
+}
+
+void ptm_arena_free_run(ptm_arena_t *a, ptm_chunk_t *p, size_t big)
+{
+    arena_free(a, p, big);
 }
 
 PTM_COLD void ptm_fastbin_check_double_free(ptm_arena_t *a, unsigned i, const ptm_chunk_t *p)

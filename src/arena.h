@@ -295,6 +295,12 @@ void *ptm_arena_carve_remainder(ptm_arena_t *a, size_t nb, unsigned n, unsigned 
 int ptm_arena_holds_fit(ptm_arena_t *a, size_t nb);
 /* Frees a chunk of a that is not mmapped. */
 void ptm_arena_free(ptm_arena_t *a, ptm_chunk_t *p);
+/* Frees chunk p of a, which joins chunks freed together that lay next to
+ * each other (none of fastbin size), big bytes of them in chunks of a page
+ * or more: as freeing them one by one would, but for the bytes a purge
+ * may give back, where a run of small chunks that ends in a free run of a
+ * page or more counts whole. */
+void ptm_arena_free_run(ptm_arena_t *a, ptm_chunk_t *p, size_t big);
 /* Frees the tail [p, p + size) of a chunk being shrunk: p's header is
  * written here; the chunk before it stays in use. */
 void ptm_free_tail(ptm_arena_t *a, ptm_chunk_t *p, size_t size);

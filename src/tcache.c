@@ -144,11 +144,14 @@ PTM_COLD void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem
 }
 
 /* Cached chunks a flush met lying next to each other, [lo, hi) of arena
- * a, freed as one chunk: freed one by one they would merge all the same
- * (unless small enough for a fastbin, which never joins a run). */
+ * a, big bytes of them in chunks of a page or more, freed as one chunk:
+ * freed one by one they would merge all the same (unless small enough for
+ * a fastbin, which never joins a run; ptm_arena_free_run tells what
+ * differs). */
 typedef struct {
     ptm_chunk_t *lo;
     char *hi;
+    size_t big;
 } flush_run_t;
 
 static void free_run(ptm_arena_t *a, flush_run_t *r)
@@ -156,8 +159,9 @@ static void free_run(ptm_arena_t *a, flush_run_t *r)
     if (r->lo == NULL)
         return;
     ptm_set_size_keep_p(r->lo, (size_t)(r->hi - (char *)r->lo) | a->chunk_flag);
-    ptm_arena_free(a, r->lo);
+    ptm_arena_free_run(a, r->lo, r->big);
     r->lo = NULL;
+    r->hi = NULL;
 }
 
 /* Frees a list of n cached chunks (linked as in the cache) to their arenas;
@@ -166,7 +170,7 @@ static void free_run(ptm_arena_t *a, flush_run_t *r)
 static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
 {
     ptm_arena_t *locked = NULL;
-    flush_run_t run = {NULL, NULL};
+    flush_run_t run = {NULL, NULL, 0};
     size_t bytes = 0;
     int single = ptm_single_threaded();
     while (n-- > 0 && e != NULL) {
@@ -191,7 +195,9 @@ static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
         e = next;
         if (size <= ptm_params.max_fast) {
             ptm_arena_free(a, p);
-        } else if ((char *)p == run.hi) {
+            continue;
+        }
+        if ((char *)p == run.hi) {
             run.hi += size;
         } else if (ptm_chunk_at(p, size) == run.lo) {
             run.lo = p; /* a list of chunks handed out upwards, freed in order */
@@ -199,7 +205,10 @@ static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
             free_run(a, &run);
             run.lo = p;
             run.hi = (char *)p + size;
+            run.big = 0;
         }
+        if (size >= PTM_DIRTY_MIN_CHUNK)
+            run.big += size;
     }
     if (locked != NULL) {
         free_run(locked, &run);
@@ -366,7 +375,7 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
     if (tc->fill[i] < PTM_TCACHE_REFILL_MAX)
         tc->fill[i] = (uint8_t)(tc->fill[i] * 2);
     unsigned run = 0;
-    char *next = from_rest ? ptm_arena_carve_remainder(a, nb, batch, &run) : NULL;
+    char *next = from_rest && batch != 0 ? ptm_arena_carve_remainder(a, nb, batch, &run) : NULL;
     for (unsigned k = 0; k < batch; k++) {
         void *m;
         if (k < run) {

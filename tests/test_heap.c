@@ -544,6 +544,47 @@ Test(heap, a_block_before_top_outgrows_the_main_arena_top_in_place)
     outgrows_top_in_place(a);
 }
 
+/* Eight 1008-byte chunks carved in a row from a's top, with a chunk in
+ * use before them and, unless to_top, after them; freed into the thread
+ * cache, then flushed to a oldest first, as one run.  Returns how much
+ * that added to the bytes awaiting a purge. */
+static size_t flushed_run_dirty(int to_top)
+{
+    ptm_arena_t *a = fresh_arena();
+    void *c[8];
+    ptm_lock(&a->lock);
+    void *before = ptm_arena_carve_top(a, 64);
+    for (int k = 0; k < 8; k++)
+        c[k] = ptm_arena_carve_top(a, 1008);
+    void *after = to_top ? NULL : ptm_arena_carve_top(a, 64);
+    ptm_unlock(&a->lock);
+    cr_assert(before != NULL && c[7] != NULL && (to_top || after != NULL));
+    size_t dirty = a->dirty;
+    for (int k = 0; k < 8; k++)
+        free(c[k]);
+    cr_assert_eq(ptm_tcache_count(&ptm_tcache, 1008 >> 4), 8u, "the chunks are not cached");
+    ptm_tcache_flush_bin(&ptm_tcache, 1008 >> 4, 0);
+    check_arena(a);
+    if (to_top)
+        cr_assert_eq(ptm_next_chunk(ptm_mem2chunk(before)), a->top, "the run did not join top");
+    size_t added = a->dirty - dirty;
+    free(before);
+    free(after);
+    return added;
+}
+
+Test(heap, a_flushed_run_of_small_chunks_in_the_heap_awaits_a_purge_whole)
+{
+    size_t added = flushed_run_dirty(0);
+    cr_assert_eq(added, 8 * 1008, "a free run of 8064 bytes added %zu bytes awaiting a purge", added);
+}
+
+Test(heap, a_flushed_run_of_small_chunks_that_joins_top_awaits_no_purge)
+{
+    size_t added = flushed_run_dirty(1);
+    cr_assert_eq(added, 0, "a run of small chunks that joined top added %zu bytes awaiting a purge", added);
+}
+
 Test(heap, growing_in_place_pays_back_the_freed_bytes_awaiting_purge)
 {
     /* Bytes freed in large chunks count towards the next purge; the same
