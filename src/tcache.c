@@ -222,7 +222,7 @@ static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
  * bin's chunks (as ptm_tcache_pop checks): aligned, with the bin's size.
  * The flush writes to the chunks it reaches, and a forged link must not
  * make it write where the forger chose. */
-static void check_linked(const void *e, size_t i)
+PTM_INLINE void check_linked(const void *e, size_t i)
 {
     if (ptm_unlikely(ptm_misaligned(e)))
         ptm_tcache_corrupt(e);
