@@ -230,9 +230,10 @@ PTM_INLINE void check_linked(const void *e, size_t i)
         ptm_tcache_corrupt(e);
 }
 
-/* Reverses a list of n chunks of bin i (linked as in the cache), checking
- * each; returns its new head. */
-static void *reverse_list(void *e, size_t n, size_t i)
+/* Reverses the first n chunks of the list of bin i that starts at e
+ * (linked as in the cache), checking each; returns the reversed part's
+ * head and sets *rest to the chunk that followed it. */
+static void *reverse_list(void *e, size_t n, size_t i, void **rest)
 {
     void *prev = NULL;
     while (n-- > 0 && e != NULL) {
@@ -243,6 +244,7 @@ static void *reverse_list(void *e, size_t n, size_t i)
         prev = e;
         e = next;
     }
+    *rest = e;
     return prev;
 }
 
@@ -251,24 +253,17 @@ void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
     unsigned count = ptm_tcache_count(tc, i);
     if (keep >= count)
         return;
-    void *e = tc->heads[i], *last = NULL;
-    for (unsigned k = 0; k < keep; k++) {
-        if (k > 0)
-            check_linked(e, i); /* the last one kept is written to */
-        last = e;
-        e = ptm_tcache_mangle(e, *(void **)e);
-    }
-    if (last != NULL)
-        *(void **)last = ptm_tcache_mangle(last, NULL);
-    else
-        tc->heads[i] = NULL;
+    /* The newest count - keep go: they are the ones the program touched
+     * last, still in the processor's cache, and taking them off the front
+     * of the list walks no chunk that stays (walking the older half to
+     * reach the rest missed the cache once a chunk, and a program whose
+     * threads free each other's blocks flushes often).  Reversed, oldest
+     * first: a fastbin, a list too, then hands them out newest first, as if
+     * they had never been cached. */
+    unsigned n = count - keep;
+    void *gone = reverse_list(tc->heads[i], n, i, &tc->heads[i]);
     tc->room[i] = (uint16_t)(tc->cap[i] - keep);
-    /* Oldest first: a fastbin, a list too, then hands them out newest
-     * first, in the order the program freed them back to front, as if they
-     * had never been cached (for a program that freed a long run of blocks,
-     * one stream through memory instead of a jump back every flush). */
-    size_t bytes = free_list(reverse_list(e, count - keep, i), count - keep,
-                             i >= PTM_TCACHE_BINS ? &tc->large_at_top : NULL);
+    size_t bytes = free_list(gone, n, i >= PTM_TCACHE_BINS ? &tc->large_at_top : NULL);
     if (i >= PTM_TCACHE_BINS) {
         tc->large_bytes -= bytes;
         if (keep == 0)

@@ -394,47 +394,62 @@ static void free_two_and_poison_the_link(void)
 
 static void cache_link_poisoned(void) { free_two_and_poison_the_link(); }
 /* A use after free points a cached chunk's link, mangled as ptm would, at
- * a buffer of the program's; then the bin fills up and half of it goes back
- * to the arena: the flush walks the links (and writes to each chunk) and
- * must stop at the forged one before it writes there. */
+ * a buffer of the program's; then the bin fills up and its newer half goes
+ * back to the arena: the flush walks the links of the chunks it gives back
+ * (and writes to each) and must stop at the forged one before it writes
+ * there. */
 static uintptr_t forged_target[4] __attribute__((aligned(16)));
 
-static void cache_link_forged_then_flushed(void)
+/* Fills bin 64's cache up to its capacity with blocks[0 .. *k - 1] (and one
+ * block freed before them); blocks holds cap + 2 blocks of the bin's size. */
+static void **fill_bin_64(size_t *k)
 {
     void *first = malloc(64);
     size_t bin = ptm_tcache_index(64), cap = ptm_tcache.cap[bin];
     void **blocks = calloc(cap + 2, sizeof *blocks); /* another bin's */
-    for (size_t k = 0; k < cap + 2; k++)
-        blocks[k] = malloc(64);
+    /* Blocks of exactly the bin's size (a miss may hand out a larger one). */
+    for (size_t j = 0; j < cap + 2;)
+        if (malloc_usable_size(blocks[j] = malloc(64)) == (bin << 4) - 8)
+            j++;
     free(first);
-    free(blocks[0]);
-    uintptr_t *b = blocks[0];
-    b[0] = ((uintptr_t)b >> 12) ^ (uintptr_t)&forged_target[2];
-    for (size_t k = 1; k < cap + 2; k++)
-        free(blocks[k]);
+    *k = 0;
+    while (ptm_tcache_count(&ptm_tcache, bin) < cap)
+        free(blocks[(*k)++]);
+    return blocks;
 }
 
-/* As above, but the forged link is in the half the flush keeps: the walk
- * to the cut-off writes to the last chunk it keeps, which must not be the
- * forger's. */
+static void forge_link_to_target(void *mem)
+{
+    uintptr_t *u = mem;
+    u[0] = ((uintptr_t)u >> 12) ^ (uintptr_t)&forged_target[2];
+}
+
+static void cache_link_forged_then_flushed(void)
+{
+    size_t k;
+    void **blocks = fill_bin_64(&k);
+    /* The second newest chunk, in the half that goes back. */
+    forge_link_to_target(blocks[k - 2]);
+    free(blocks[k]);
+}
+
+/* As above, but the forged link is in the half the flush keeps, past the
+ * cut-off: the flush does not follow it, and handing the chunks out
+ * does, and must stop there. */
 static void cache_link_forged_in_the_kept_half(void)
 {
-    void *first = malloc(64);
-    size_t bin = ptm_tcache_index(64), cap = ptm_tcache.cap[bin], keep = cap / 2;
-    void **blocks = calloc(cap + 2, sizeof *blocks); /* another bin's */
-    /* Blocks of exactly the bin's size (a miss may hand out a larger one). */
-    for (size_t k = 0; k < cap + 2;)
-        if (malloc_usable_size(blocks[k] = malloc(64)) == (bin << 4) - 8)
-            k++;
-    free(first);
-    size_t k = 0;
-    while (ptm_tcache_count(&ptm_tcache, bin) < cap)
-        free(blocks[k++]);
-    /* The bin is full, blocks[k - 1] at its head: point the link of the
-     * chunk before the last one kept at the program's buffer. */
-    uintptr_t *u = blocks[k - 1 - (keep - 2)];
-    u[0] = ((uintptr_t)u >> 12) ^ (uintptr_t)&forged_target[2];
+    size_t k;
+    void **blocks = fill_bin_64(&k);
+    size_t keep = ptm_tcache.cap[ptm_tcache_index(64)] / 2;
+    /* The bin is full, blocks[k - 1] at its head and blocks[k - 1 - keep]
+     * the first chunk kept: forge the link of the one after it. */
+    forge_link_to_target(blocks[k - 2 - keep]);
+    /* The target's own link reads as the end of the list, so its size
+     * word (0) is what gives it away. */
+    forged_target[2] = (uintptr_t)&forged_target[2] >> 12;
     free(blocks[k]);
+    for (size_t j = 0; j < 2 * keep + 2; j++)
+        sink = malloc(64);
 }
 
 static void *malloc_200(void *arg)
@@ -514,7 +529,7 @@ Test(misuse, poisoned_thread_cache_link)
 {
     expect_abort(cache_link_poisoned, "malloc(): unaligned tcache chunk detected");
 }
-Test(misuse, forged_thread_cache_link_in_the_kept_half_stops_the_flush)
+Test(misuse, forged_thread_cache_link_in_the_kept_half_is_caught_handing_it_out)
 {
     expect_abort(cache_link_forged_in_the_kept_half, "malloc(): memory corruption (tcache)");
 }

@@ -473,9 +473,10 @@ Test(threads, an_empty_cache_bin_takes_a_cached_chunk_up_to_an_eighth_larger)
     in_new_thread(take_near);
 }
 
-/* A full bin gives its older half back oldest first, so that the fastbin it
- * lands in hands out the newest of them first, as if they had gone there
- * when the program freed them. */
+/* A full bin gives its newer half back (the chunks the program touched
+ * last), oldest of them first, so that the fastbin it lands in hands out
+ * the newest of them first, as if they had gone there when the program
+ * freed them; the older half stays, under the chunk being freed. */
 static void *flush_in_order(void *arg)
 {
     (void)arg;
@@ -492,8 +493,12 @@ static void *flush_in_order(void *arg)
     unsigned f = ptm_fast_index(bin << 4);
     cr_assert_null(a->fastbins[f], "the fastbin was not empty to begin with");
     free(blocks[k]); /* the bin is full: half of it goes back */
-    cr_assert_eq(a->fastbins[f], ptm_mem2chunk(blocks[k - 1 - keep]),
+    cr_assert_eq(a->fastbins[f], ptm_mem2chunk(blocks[k - 1]),
                  "the fastbin's head is not the newest chunk given back");
+    cr_assert_eq(ptm_tcache_count(&ptm_tcache, bin), keep + 1);
+    cr_assert_eq(ptm_tcache.heads[bin], blocks[k], "the chunk freed is not at the bin's head");
+    void *second = ptm_tcache_mangle(blocks[k], *(void **)blocks[k]);
+    cr_assert_eq(second, blocks[k - 1 - (cap - keep)], "the newest chunk kept is not the newest of the older half");
     for (size_t j = k + 1; j <= cap; j++)
         free(blocks[j]);
     free(blocks);
