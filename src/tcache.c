@@ -388,14 +388,10 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
         }
         size_t j = ptm_csize(ptm_mem2chunk(out)) >> 4;
         if (j >= PTM_TCACHE_BINS || tc->room[j] == 0) {
-            /* m goes back, and so does the rest of a run carved with it. */
-            for (;;) {
-                ptm_arena_free(a, p);
-                if (++k >= run)
-                    break;
-                p = ptm_mem2chunk(next);
-                next += nb;
-            }
+            /* Never in a run: its chunks are all of bin i, which was empty
+             * and takes four times the batch. */
+            ptm_assert_internal(k >= run);
+            ptm_arena_free(a, p);
             break;
         }
         ptm_tcache_push(tc, j, out, ptm_tcache_key);

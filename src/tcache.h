@@ -277,8 +277,8 @@ void *ptm_tcache_take_large(ptm_tcache_t *tc, size_t nb);
  * bin k, making room by flushing that bin, or all of them when they hold
  * too many bytes. */
 void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size, size_t k);
-/* Keeps the newest `keep` chunks of bin i and frees the older ones back to
- * their arenas. */
+/* Keeps the oldest `keep` chunks of bin i and frees the newer ones back to
+ * their arenas, oldest of them first. */
 void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep);
 /* Fills bin i (chunk size nb) from arena a, whose lock the caller holds, and
  * returns one chunk for the caller, or NULL. */
