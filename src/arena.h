@@ -347,6 +347,9 @@ PTM_INLINE int ptm_purge_due(const ptm_arena_t *a)
 /* Trims top if it holds more than top_pad + trim_hold + trim_threshold, or
  * its mapped segment is entirely free (after a free that merged into top). */
 void ptm_maybe_trim(ptm_arena_t *a);
+/* The last thread using a has left: a's hold (trim_hold) is let go, and top
+ * trimmed as ptm_maybe_trim would. */
+void ptm_release_hold(ptm_arena_t *a);
 /* Chunks of at least this size add to `dirty` when freed; memory freed and
  * taken again is not what purging is for, so chunks of this size allocated
  * (or grown to it in place) pay their bytes back. */
@@ -439,8 +442,9 @@ void *ptm_mmap_chunk_resize(ptm_chunk_t *p, size_t nb);
 void ptm_ensure_init(void);
 /* An arena for the calling thread, counted as attached. */
 ptm_arena_t *ptm_arenas_attach(void);
-/* The thread is done with a: back on the free list if nobody else uses it. */
-void ptm_arenas_detach(ptm_arena_t *a);
+/* The thread is done with a: back on the free list if nobody else uses it,
+ * and then 1. */
+int ptm_arenas_detach(ptm_arena_t *a);
 /* Another arena to retry in when a has no memory, or NULL. */
 ptm_arena_t *ptm_arenas_other(ptm_arena_t *a);
 size_t ptm_arenas_count(void);

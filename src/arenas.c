@@ -120,15 +120,17 @@ PTM_COLD ptm_arena_t *ptm_arenas_attach(void)
     return a;
 }
 
-PTM_COLD void ptm_arenas_detach(ptm_arena_t *a)
+PTM_COLD int ptm_arenas_detach(ptm_arena_t *a)
 {
     ptm_lock(&list_lock);
     ptm_assert(a->attached > 0);
-    if (--a->attached == 0) {
+    int last = --a->attached == 0;
+    if (last) {
         a->next_free = free_list;
         free_list = a;
     }
     ptm_unlock(&list_lock);
+    return last;
 }
 
 ptm_arena_t *ptm_arenas_other(ptm_arena_t *a)

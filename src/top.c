@@ -337,6 +337,12 @@ void ptm_maybe_trim(ptm_arena_t *a)
         ptm_systrim(a, keep);
 }
 
+void ptm_release_hold(ptm_arena_t *a)
+{
+    a->trim_hold = 0;
+    ptm_maybe_trim(a);
+}
+
 PTM_COLD int ptm_systrim(ptm_arena_t *a, size_t pad)
 {
     int released = 0;

@@ -677,6 +677,64 @@ Test(threads, mixed_churn_does_not_trim_and_refault_constantly)
     cr_assert_leq(trims, 30, "%llu trims in 20000 operations", (unsigned long long)trims);
 }
 
+/* ---- an arena its threads have left keeps no hold ---- */
+
+/* Allocates, writes and frees (newest first) 100 blocks of 60000 bytes in
+ * the thread's heap: top grows by about 6 MiB, then is all free. */
+static void cycle_top(void)
+{
+    enum { N = 100 };
+    char *b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = malloc(60000);
+        cr_assert_not_null(b[i]);
+        memset(b[i], i, 60000);
+    }
+    for (int i = N - 1; i >= 0; i--)
+        free(b[i]);
+}
+
+struct held_top {
+    ptm_arena_t *arena;
+    size_t hold, top;
+};
+
+static void *hold_top_and_exit(void *arg)
+{
+    struct held_top *h = arg;
+    /* Trimmed, then needed again at once: held from then on. */
+    for (int cycle = 0; cycle < 3; cycle++)
+        cycle_top();
+    h->arena = ptm_tcache.arena;
+    ptm_lock(&h->arena->lock);
+    h->hold = h->arena->trim_hold;
+    h->top = ptm_csize(h->arena->top);
+    ptm_unlock(&h->arena->lock);
+    return NULL;
+}
+
+Test(threads, an_arena_its_last_thread_leaves_gives_back_its_held_top)
+{
+    const size_t mib = 1 << 20;
+    ptm_params.purge_delay = 60 * 1000; /* no expiry of the hold during the test */
+    sink = malloc(1); /* the main thread takes the main arena */
+    free(sink);
+    struct held_top h = {NULL, 0, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, hold_top_and_exit, &h);
+    pthread_join(t, NULL);
+    cr_assert_neq(h.arena, &ptm_main_arena);
+    cr_assert_geq(h.hold, 4 * mib, "no hold built (%zu)", h.hold);
+    cr_assert_geq(h.top, 4 * mib, "the held top was trimmed while the thread ran (%zu)", h.top);
+    ptm_lock(&h.arena->lock);
+    size_t hold = h.arena->trim_hold, top = ptm_csize(h.arena->top);
+    ptm_unlock(&h.arena->lock);
+    cr_assert_eq(hold, 0, "hold %zu after the arena's last thread left", hold);
+    cr_assert_leq(top, ptm_params.top_pad + ptm_params.trim_threshold,
+                  "top %zu after the arena's last thread left (held %zu)", top, h.top);
+    cr_assert_gt(ptm_heap_check(), 0);
+}
+
 Test(threads, every_request_size_maps_to_its_chunks_cache_bin)
 {
     for (size_t n = 0; n <= PTM_TCACHE_MAX_REQUEST; n++) {
