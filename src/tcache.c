@@ -60,10 +60,12 @@ static PTM_COLD void thread_exit(void *arg)
      * ptm-bench's mt_prodcons, 1.07 of glibc's peak RSS. */
     ptm_arena_t *a = tc->arena;
     if (ptm_arenas_detach(a)) {
+        int track = ptm_track_begin(); /* top's header is no-access to memcheck */
         ptm_lock(&a->lock);
         ptm_release_hold(a);
         ptm_verify_arena(a);
         ptm_unlock(&a->lock);
+        ptm_track_end(track);
     }
     tc->arena = &ptm_main_arena;
 }

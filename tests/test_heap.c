@@ -954,8 +954,10 @@ Test(heap, large_bins_keep_to_their_byte_budget)
 /* Whether top follows the block mem in the thread's arena. */
 static int before_top(void *mem)
 {
+    /* The size through malloc_usable_size (chunk size - 8 for a heap
+     * block): under memcheck the header itself is no-access. */
     ptm_chunk_t *c = (ptm_chunk_t *)chunk_word(mem, 0);
-    return ptm_chunk_at(c, ptm_csize(c)) == ptm_tcache.arena->top;
+    return ptm_chunk_at(c, malloc_usable_size(mem) + PTM_WORD) == ptm_tcache.arena->top;
 }
 
 /* A block of n bytes carved from top: the thread's blocks of that size are
