@@ -442,9 +442,9 @@ void *ptm_mmap_chunk_resize(ptm_chunk_t *p, size_t nb);
 void ptm_ensure_init(void);
 /* An arena for the calling thread, counted as attached. */
 ptm_arena_t *ptm_arenas_attach(void);
-/* The thread is done with a: back on the free list if nobody else uses it,
- * and then 1. */
-int ptm_arenas_detach(ptm_arena_t *a);
+/* The thread is done with a.  If nobody else uses it, a lets go of its
+ * trim hold (ptm_release_hold) and goes back on the free list. */
+void ptm_arenas_detach(ptm_arena_t *a);
 /* Another arena to retry in when a has no memory, or NULL. */
 ptm_arena_t *ptm_arenas_other(ptm_arena_t *a);
 size_t ptm_arenas_count(void);

@@ -2,8 +2,9 @@
  * an arena on its first allocation: one left free by an exited thread, else a
  * new one while under the limit (arena_max, by default 8 per CPU the process
  * may run on), else the existing one it can lock without waiting, or the least
- * shared.  Arenas are never destroyed; an exited thread's arena goes on the
- * free list for the next thread.
+ * shared.  Arenas are never destroyed; an exited thread's arena, once no
+ * thread uses it, lets go of its trim hold and goes on the free list for
+ * the next thread.
  *
  * Locks: list_lock (rank 0) guards narenas, the free list, `attached` and
  * appending to the list; it is taken before any arena lock (rank 1), never
@@ -120,17 +121,21 @@ PTM_COLD ptm_arena_t *ptm_arenas_attach(void)
     return a;
 }
 
-PTM_COLD int ptm_arenas_detach(ptm_arena_t *a)
+PTM_COLD void ptm_arenas_detach(ptm_arena_t *a)
 {
     ptm_lock(&list_lock);
     ptm_assert(a->attached > 0);
-    int last = --a->attached == 0;
-    if (last) {
+    if (--a->attached == 0) {
+        /* Before the arena goes on the free list: a thread that takes it
+         * from there builds its own hold, which this must not drop. */
+        ptm_lock(&a->lock);
+        ptm_release_hold(a);
+        ptm_verify_arena(a);
+        ptm_unlock(&a->lock);
         a->next_free = free_list;
         free_list = a;
     }
     ptm_unlock(&list_lock);
-    return last;
 }
 
 ptm_arena_t *ptm_arenas_other(ptm_arena_t *a)

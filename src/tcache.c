@@ -53,20 +53,14 @@ static PTM_COLD void thread_exit(void *arg)
     tc->own_n = 0;
     ptm_stats_thread_end(tc);
     /* The hold keeps top for a thread that frees memory and soon asks for
-     * it again; with no thread left here, top goes back as trimming
-     * without a hold gives it (a thread that takes the arena next faults
-     * in what it needs, as on a new arena).  An arena that threads come to
-     * and leave kept the most its threads ever held, all at once: in
-     * ptm-bench's mt_prodcons, 1.07 of glibc's peak RSS. */
-    ptm_arena_t *a = tc->arena;
-    if (ptm_arenas_detach(a)) {
-        int track = ptm_track_begin(); /* top's header is no-access to memcheck */
-        ptm_lock(&a->lock);
-        ptm_release_hold(a);
-        ptm_verify_arena(a);
-        ptm_unlock(&a->lock);
-        ptm_track_end(track);
-    }
+     * it again; when the arena's last thread leaves, top goes back as
+     * trimming without a hold gives it (a thread that takes the arena next
+     * faults in what it needs, as on a new arena).  An arena that threads
+     * came to and left kept the most its threads had ever held, all at
+     * once: in ptm-bench's mt_prodcons, 1.07 of glibc's peak RSS. */
+    int track = ptm_track_begin(); /* top's header is no-access to memcheck */
+    ptm_arenas_detach(tc->arena);
+    ptm_track_end(track);
     tc->arena = &ptm_main_arena;
 }
 

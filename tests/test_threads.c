@@ -735,6 +735,33 @@ Test(threads, an_arena_its_last_thread_leaves_gives_back_its_held_top)
     cr_assert_gt(ptm_heap_check(), 0);
 }
 
+static void *hold_top_and_exit_shared(void *arg)
+{
+    hold_top_and_exit(arg);
+    cr_assert_eq(((struct held_top *)arg)->arena, &ptm_main_arena, "arena_max 1, yet not the main arena");
+    return NULL;
+}
+
+Test(threads, an_arena_still_in_use_keeps_its_hold_when_a_thread_leaves)
+{
+    const size_t mib = 1 << 20;
+    ptm_params.arena_max = 1; /* every thread shares the main arena */
+    ptm_params.purge_delay = 60 * 1000;
+    sink = malloc(1); /* the main thread takes it first, and stays */
+    free(sink);
+    struct held_top h = {NULL, 0, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, hold_top_and_exit_shared, &h);
+    pthread_join(t, NULL);
+    cr_assert_geq(h.hold, 4 * mib, "no hold built (%zu)", h.hold);
+    ptm_lock(&ptm_main_arena.lock);
+    size_t hold = ptm_main_arena.trim_hold, top = ptm_csize(ptm_main_arena.top);
+    ptm_unlock(&ptm_main_arena.lock);
+    cr_assert_eq(hold, h.hold, "the hold went with a thread that was not the arena's last");
+    cr_assert_geq(top, 4 * mib, "top %zu (held %zu) was trimmed when a thread left", top, h.top);
+    cr_assert_gt(ptm_heap_check(), 0);
+}
+
 Test(threads, every_request_size_maps_to_its_chunks_cache_bin)
 {
     for (size_t n = 0; n <= PTM_TCACHE_MAX_REQUEST; n++) {
