@@ -347,8 +347,9 @@ PTM_INLINE int ptm_purge_due(const ptm_arena_t *a)
 /* Trims top if it holds more than top_pad + trim_hold + trim_threshold, or
  * its mapped segment is entirely free (after a free that merged into top). */
 void ptm_maybe_trim(ptm_arena_t *a);
-/* The last thread using a has left: a's hold (trim_hold) is let go, and top
- * trimmed as ptm_maybe_trim would. */
+/* Lets go of a's hold (trim_hold) and trims top as ptm_maybe_trim does:
+ * when the held memory has stayed unused for purge_delay, and when the last
+ * thread using a leaves (ptm_arenas_detach). */
 void ptm_release_hold(ptm_arena_t *a);
 /* Chunks of at least this size add to `dirty` when freed; memory freed and
  * taken again is not what purging is for, so chunks of this size allocated

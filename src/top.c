@@ -424,8 +424,7 @@ void ptm_maybe_purge_now(ptm_arena_t *a)
     uint64_t now = ptm_os_now_ms();
     if (a->trim_hold != 0 && now - a->last_grow_ms >= ptm_params.purge_delay) {
         /* Held memory stayed unused: let it go. */
-        a->trim_hold = 0;
-        ptm_maybe_trim(a);
+        ptm_release_hold(a);
     }
     if (a->dirty <= a->purge_limit) {
         a->dirty_pending = 0;
