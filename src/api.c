@@ -300,9 +300,9 @@ PTM_INLINE void *malloc_impl(ptm_tcache_t *tc, size_t n)
 {
     if (ptm_likely(n <= PTM_TCACHE_MAX_REQUEST)) {
         size_t i = ptm_tcache_index(n);
-        void *e = tc->heads[i];
-        if (ptm_likely(e != NULL))
-            return ptm_tcache_pop(tc, i, e);
+        void **t = tc->top[i];
+        if (ptm_likely(t != tc->end[i]))
+            return ptm_tcache_pop(tc, i, t);
         return malloc_near(tc, i, n);
     }
     return malloc_large(tc, n);
@@ -398,7 +398,7 @@ PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t s
         ptm_tcache_put_large(tc, p, size, i);
         return 1;
     }
-    if (tc->room[i] == 0)
+    if (!ptm_tcache_room(tc, i))
         ptm_tcache_flush_bin(tc, i, tc->cap[i] / 2u);
     ptm_tcache_push(tc, i, mem, ptm_tcache_key);
     return 1;
@@ -471,7 +471,7 @@ PTM_INLINE void free_impl(ptm_tcache_t *tc, void *mem)
     uintptr_t key = tc->key;
     if (ptm_likely(head < PTM_TCACHE_BINS << 4)) {
         size_t i = head >> 4;
-        if (ptm_likely(tc->room[i] != 0 && ((uintptr_t *)mem)[1] != key)) {
+        if (ptm_likely(ptm_tcache_room(tc, i) && ((uintptr_t *)mem)[1] != key)) {
             ptm_tcache_push(tc, i, mem, key);
             return;
         }
@@ -539,9 +539,9 @@ PTM_EXPORT void *calloc(size_t n, size_t size)
     tc->stats.calloc_calls++;
     if (ptm_likely(bytes <= PTM_TCACHE_MAX_REQUEST)) {
         size_t i = ptm_tcache_index(bytes);
-        void *e = tc->heads[i];
-        if (ptm_likely(e != NULL))
-            return clear_block(ptm_tcache_pop(tc, i, e), (i << 4) - PTM_WORD);
+        void **t = tc->top[i];
+        if (ptm_likely(t != tc->end[i]))
+            return clear_block(ptm_tcache_pop(tc, i, t), (i << 4) - PTM_WORD);
     }
     return ptm_alloc_slow(bytes, 1);
 }
@@ -756,10 +756,10 @@ static PTM_NOINLINE void *move_grown(ptm_tcache_t *tc, void *mem, size_t n, size
     ptm_verify_arena(a);
     ptm_unlock(&a->lock);
     if (m == NULL) {
-        void *e = tc->heads[i];
-        if (e == NULL)
+        void **t = tc->top[i];
+        if (t == tc->end[i])
             return realloc_slow(tc, mem, n);
-        m = ptm_tcache_pop(tc, i, e);
+        m = ptm_tcache_pop(tc, i, t);
     }
     memcpy(m, mem, (j << 4) - PTM_WORD);
     free_impl(tc, mem);
@@ -796,7 +796,7 @@ PTM_INLINE void *realloc_impl(ptm_tcache_t *tc, void *mem, size_t n)
     if (ptm_likely(n - 1 < PTM_TCACHE_MAX_REQUEST && ptm_tcache_owns(tc, mem))) {
         ptm_chunk_t *p = ptm_mem2chunk(mem);
         size_t head = p->size, j = head >> 4, i = ptm_tcache_index(n);
-        if (ptm_likely(j < i && tc->room[j] != 0 && (head & PTM_IS_MMAPPED) == 0 &&
+        if (ptm_likely(j < i && ptm_tcache_room(tc, j) && (head & PTM_IS_MMAPPED) == 0 &&
                        ((uintptr_t *)mem)[1] != tc->key)) {
             ptm_arena_t *a = tc->arena;
             if (top_follows(a, p, j << 4))
@@ -844,9 +844,9 @@ static void *aligned_alloc_impl(size_t align, size_t n)
      * are carved around it, their leftovers unable to merge past it. */
     if (n <= PTM_TCACHE_MAX_REQUEST) {
         size_t i = ptm_tcache_index(n);
-        void *e = tc->heads[i];
-        if (e != NULL && ((uintptr_t)e & (align - 1)) == 0)
-            return ptm_tcache_pop(tc, i, e);
+        void **t = tc->top[i];
+        if (t != tc->end[i] && ((uintptr_t)*t & (align - 1)) == 0)
+            return ptm_tcache_pop(tc, i, t);
     }
     size_t nb = ptm_request2size(n);
     void *m = NULL;

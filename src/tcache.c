@@ -13,6 +13,7 @@
 #include "arena.h"
 #include "debug.h"
 #include "error.h"
+#include "os.h"
 #include "tcache.h"
 #include "track.h"
 
@@ -44,13 +45,8 @@ static PTM_COLD void thread_exit(void *arg)
     ptm_tcache_t *tc = arg;
     if (tc->state != PTM_THREAD_ACTIVE)
         return;
-    ptm_tcache_flush_all(tc);
-    tc->max_count = 0;
-    for (size_t i = 0; i < PTM_TCACHE_NBINS; i++)
-        tc->room[i] = 0;
-    tc->large_max = 0;
+    ptm_tcache_close(tc);
     tc->state = PTM_THREAD_DEAD;
-    tc->own_n = 0;
     ptm_stats_thread_end(tc);
     /* The hold keeps top for a thread that frees memory and soon asks for
      * it again; when the arena's last thread leaves, top goes back as
@@ -62,6 +58,45 @@ static PTM_COLD void thread_exit(void *arg)
     ptm_arenas_detach(tc->arena);
     ptm_track_end(track);
     tc->arena = &ptm_main_arena;
+}
+
+/* Maps the small bins' slot array, nslots slots, and gives each bin its
+ * cap[i] of them, empty.  By default some 3000 slots, 24 KiB of address
+ * space of which a thread touches the pages its bins reach.  When the
+ * mapping fails the small bins stay closed (caps 0). */
+static PTM_COLD void map_slots(ptm_tcache_t *tc, size_t nslots)
+{
+    size_t size = ptm_align_up(nslots * sizeof(void *), ptm_os_page);
+    void *m = NULL;
+    if (nslots == 0 || ptm_os_mmap(size, &m) != 0) {
+        for (size_t i = 2; i < PTM_TCACHE_BINS; i++)
+            tc->cap[i] = 0;
+        return;
+    }
+    tc->slots = m;
+    tc->slots_size = size;
+    void **at = m;
+    for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
+        tc->lim[i] = at;
+        at += tc->cap[i];
+        tc->top[i] = tc->end[i] = at;
+    }
+}
+
+PTM_COLD void ptm_tcache_close(ptm_tcache_t *tc)
+{
+    ptm_tcache_flush_all(tc);
+    tc->max_count = 0;
+    for (size_t i = 0; i < PTM_TCACHE_BINS; i++)
+        tc->top[i] = tc->end[i] = tc->lim[i] = NULL;
+    for (size_t k = 0; k < PTM_TCACHE_LARGE_BINS; k++)
+        tc->large_room[k] = 0;
+    if (tc->slots != NULL)
+        ptm_os_munmap(tc->slots, tc->slots_size);
+    tc->slots = NULL;
+    tc->slots_size = 0;
+    tc->large_max = 0;
+    tc->own_n = 0;
 }
 
 static PTM_COLD void register_exit(ptm_tcache_t *tc)
@@ -99,6 +134,7 @@ PTM_COLD void ptm_thread_init(ptm_tcache_t *tc)
     tc->max_count = (uint16_t)(count > PTM_TCACHE_COUNT_LIMIT ? PTM_TCACHE_COUNT_LIMIT : count);
     /* Chunks up to this size are cached: none when tcache_max is 0. */
     size_t limit = ptm_params.tcache_max == 0 ? 0 : ptm_request2size(ptm_params.tcache_max);
+    size_t nslots = 0;
     for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
         size_t cap = tc->max_count;
         if (scaled) {
@@ -107,9 +143,11 @@ PTM_COLD void ptm_thread_init(ptm_tcache_t *tc)
         }
         if ((i << 4) > limit)
             cap = 0;
-        tc->cap[i] = tc->room[i] = (uint16_t)cap;
+        tc->cap[i] = (uint16_t)cap;
         tc->fill[i] = 1;
+        nslots += cap;
     }
+    map_slots(tc, nslots);
     tc->large_max = limit > PTM_TCACHE_MAX_SIZE && tc->max_count != 0 ? limit : 0;
     tc->large_ticks = LARGE_TICKS;
     for (size_t k = 0; k < PTM_TCACHE_LARGE_BINS; k++) {
@@ -120,7 +158,7 @@ PTM_COLD void ptm_thread_init(ptm_tcache_t *tc)
             cap = tc->max_count;
         if (lo > tc->large_max)
             cap = 0;
-        tc->cap[PTM_TCACHE_BINS + k] = tc->room[PTM_TCACHE_BINS + k] = (uint16_t)cap;
+        tc->cap[PTM_TCACHE_BINS + k] = tc->large_room[k] = (uint16_t)cap;
     }
     tc->key = ptm_tcache_key;
     /* Without a cache every free goes slow anyway: it need not read a
@@ -140,8 +178,14 @@ void ptm_tcache_corrupt(const void *next)
 
 PTM_COLD void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem)
 {
+    if (i < PTM_TCACHE_BINS) {
+        for (void **t = tc->top[i]; t != tc->end[i]; t++)
+            if (ptm_unlikely(*t == mem))
+                ptm_corrupt("free(): double free detected in tcache 2");
+        return;
+    }
     size_t n = 0;
-    for (void *e = tc->heads[i]; e != NULL; e = ptm_tcache_mangle(e, *(void **)e)) {
+    for (void *e = tc->large_heads[i - PTM_TCACHE_BINS]; e != NULL; e = ptm_tcache_mangle(e, *(void **)e)) {
         if (ptm_unlikely(e == mem))
             ptm_corrupt("free(): double free detected in tcache 2");
         if (ptm_unlikely(ptm_misaligned(e)))
@@ -172,19 +216,18 @@ static void free_run(ptm_arena_t *a, flush_run_t *r)
     r->hi = NULL;
 }
 
-/* Frees a list of n cached chunks (linked as in the cache) to their arenas;
+/* Frees n cached chunks, v[n - 1] first and v[0] last, to their arenas;
  * returns their bytes.  If at_top is not NULL and one of them is *at_top,
  * *at_top becomes NULL. */
-static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
+static size_t free_array(void *const *v, size_t n, ptm_chunk_t **at_top)
 {
     ptm_arena_t *locked = NULL;
     flush_run_t run = {NULL, NULL, 0};
     size_t bytes = 0;
     int single = ptm_single_threaded();
-    while (n-- > 0 && e != NULL) {
-        void **w = e;
-        void *next = ptm_tcache_mangle(e, w[0]);
-        w[1] = NULL;
+    while (n-- > 0) {
+        void *e = v[n];
+        ((void **)e)[1] = NULL;
         ptm_chunk_t *p = ptm_mem2chunk(e);
         size_t size = ptm_csize(p);
         bytes += size;
@@ -200,7 +243,6 @@ static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
             ptm_lock_as(&a->lock, single);
             locked = a;
         }
-        e = next;
         if (size <= ptm_params.max_fast) {
             ptm_arena_free(a, p);
             continue;
@@ -226,11 +268,12 @@ static size_t free_list(void *e, size_t n, ptm_chunk_t **at_top)
     return bytes;
 }
 
-/* Aborts unless e, reached through a link of bin i, looks like one of the
- * bin's chunks (as ptm_tcache_pop checks): aligned, with the bin's size.
- * The flush writes to the chunks it reaches, and a forged link must not
- * make it write where the forger chose. */
-PTM_INLINE void check_linked(const void *e, size_t i)
+/* Aborts unless e, a chunk of bin i (reached through a link, in a large
+ * bin), looks like one of the bin's chunks: aligned, with the bin's size.
+ * The flush writes to the chunks it reaches and frees them by their size:
+ * a forged link must not make it write where the forger chose, nor an
+ * overwritten size free more than the chunk. */
+PTM_INLINE void check_cached(const void *e, size_t i)
 {
     if (ptm_unlikely(ptm_misaligned(e)))
         ptm_tcache_corrupt(e);
@@ -238,45 +281,39 @@ PTM_INLINE void check_linked(const void *e, size_t i)
         ptm_tcache_corrupt(e);
 }
 
-/* Reverses the first n chunks of the list of bin i that starts at e
- * (linked as in the cache), checking each; returns the reversed part's
- * head and sets *rest to the chunk that followed it. */
-static void *reverse_list(void *e, size_t n, size_t i, void **rest)
-{
-    void *prev = NULL;
-    while (n-- > 0 && e != NULL) {
-        void **w = e;
-        check_linked(e, i);
-        void *next = ptm_tcache_mangle(e, w[0]);
-        w[0] = ptm_tcache_mangle(e, prev);
-        prev = e;
-        e = next;
-    }
-    *rest = e;
-    return prev;
-}
-
 void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
 {
     unsigned count = ptm_tcache_count(tc, i);
     if (keep >= count)
         return;
-    /* The newest count - keep go: they are the ones the program touched
-     * last, still in the processor's cache, and taking them off the front
-     * of the list walks no chunk that stays (walking the older half to
-     * reach the rest missed the cache once a chunk, and a program whose
-     * threads free each other's blocks flushes often).  Reversed, oldest
-     * first: a fastbin, a list too, then hands them out newest first, as if
-     * they had never been cached. */
+    /* The newest count - keep go, oldest of them first: a fastbin, a list,
+     * then hands them out newest first, as if they had never been cached.
+     * In a large bin they are the front of its list, and taking them walks
+     * no chunk that stays. */
     unsigned n = count - keep;
-    void *gone = reverse_list(tc->heads[i], n, i, &tc->heads[i]);
-    tc->room[i] = (uint16_t)(tc->cap[i] - keep);
-    size_t bytes = free_list(gone, n, i >= PTM_TCACHE_BINS ? &tc->large_at_top : NULL);
-    if (i >= PTM_TCACHE_BINS) {
-        tc->large_bytes -= bytes;
-        if (keep == 0)
-            tc->large_map &= ~((uint64_t)1 << (i - PTM_TCACHE_BINS));
+    if (i < PTM_TCACHE_BINS) {
+        void **t = tc->top[i];
+        for (unsigned j = 0; j < n; j++)
+            check_cached(t[j], i);
+        tc->top[i] = t + n;
+        free_array(t, n, NULL);
+        return;
     }
+    size_t k = i - PTM_TCACHE_BINS;
+    void *gone[PTM_TCACHE_LARGE_MAX_COUNT];
+    void *e = tc->large_heads[k];
+    for (unsigned j = 0; j < n; j++) {
+        if (ptm_unlikely(e == NULL))
+            ptm_tcache_corrupt(e);
+        check_cached(e, i);
+        gone[j] = e;
+        e = ptm_tcache_mangle(e, *(void **)e);
+    }
+    tc->large_heads[k] = e;
+    tc->large_room[k] = (uint16_t)(tc->cap[i] - keep);
+    tc->large_bytes -= free_array(gone, n, &tc->large_at_top);
+    if (keep == 0)
+        tc->large_map &= ~((uint64_t)1 << k);
 }
 
 PTM_COLD void ptm_tcache_flush_all(ptm_tcache_t *tc)
@@ -304,7 +341,7 @@ void *ptm_tcache_take_large(ptm_tcache_t *tc, size_t nb)
     large_tick(tc);
     size_t k = ptm_tcache_large_index(nb);
     tc->large_want = (uint8_t)k;
-    void **e = tc->heads[k];
+    void **e = tc->large_heads[k - PTM_TCACHE_BINS];
     if (e == NULL)
         return NULL;
     size_t size = ptm_csize(ptm_mem2chunk(e));
@@ -317,8 +354,8 @@ void *ptm_tcache_take_large(ptm_tcache_t *tc, size_t nb)
     void *next = ptm_tcache_mangle(e, e[0]);
     if (ptm_unlikely(ptm_misaligned(next) || size >= (nb & ~(step - 1)) + step || size > tc->large_max))
         ptm_tcache_corrupt(next);
-    tc->heads[k] = next;
-    tc->room[k]++;
+    tc->large_heads[k - PTM_TCACHE_BINS] = next;
+    tc->large_room[k - PTM_TCACHE_BINS]++;
     tc->large_bytes -= size;
     if (next == NULL)
         tc->large_map &= ~((uint64_t)1 << (k - PTM_TCACHE_BINS));
@@ -340,9 +377,13 @@ void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size, size_t 
     large_tick(tc);
     if (tc->large_bytes + size > PTM_TCACHE_LARGE_BYTES)
         ptm_tcache_flush_large(tc);
-    else if (tc->room[k] == 0)
+    else if (tc->large_room[k - PTM_TCACHE_BINS] == 0)
         ptm_tcache_flush_bin(tc, k, tc->cap[k] / 2u);
-    ptm_tcache_push(tc, k, ptm_chunk2mem(p), ptm_tcache_key);
+    void **w = ptm_chunk2mem(p);
+    w[0] = ptm_tcache_mangle(w, tc->large_heads[k - PTM_TCACHE_BINS]);
+    w[1] = (void *)ptm_tcache_key;
+    tc->large_heads[k - PTM_TCACHE_BINS] = w;
+    tc->large_room[k - PTM_TCACHE_BINS]--;
     tc->large_bytes += size;
     tc->large_map |= (uint64_t)1 << (k - PTM_TCACHE_BINS);
     /* Tested after the flush, which may have given top the chunk that stood
@@ -395,7 +436,7 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
             break;
         }
         size_t j = ptm_csize(ptm_mem2chunk(out)) >> 4;
-        if (j >= PTM_TCACHE_BINS || tc->room[j] == 0) {
+        if (j >= PTM_TCACHE_BINS || !ptm_tcache_room(tc, j)) {
             /* Never in a run: its chunks are all of bin i, which was empty
              * and takes four times the batch. */
             ptm_assert_internal(k >= run);
@@ -408,28 +449,43 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
     return out;
 }
 
+/* Aborts unless e, the n-th entry (from 1) of bin i, is one of its chunks;
+ * returns the chunk's size. */
+static size_t check_entry(const ptm_tcache_t *tc, size_t i, const void *e, size_t n)
+{
+    const ptm_chunk_t *p = ptm_mem2chunk(e);
+    size_t size = ptm_misaligned(e) ? 0 : ptm_csize(p);
+    int bad_size = i < PTM_TCACHE_BINS ? (size >> 4) != i
+                                       : size <= PTM_TCACHE_MAX_SIZE || size > tc->large_max ||
+                                             ptm_tcache_large_index(size) != i;
+    if (ptm_misaligned(e) || n > ptm_tcache_count(tc, i) || ptm_is_mmapped(p) || bad_size ||
+        ((void *const *)e)[1] != (void *)ptm_tcache_key || !ptm_inuse(p)) {
+        ptm_dprintf(2, "ptm_heap_check(): bad thread-cache entry at %p (bin %zu)\n", e, i);
+        ptm_corrupt("ptm_heap_check(): thread cache corrupted");
+    }
+    return size;
+}
+
 PTM_COLD size_t ptm_tcache_check(ptm_tcache_t *tc)
 {
     size_t total = 0, large_bytes = 0;
     if (tc->state != PTM_THREAD_ACTIVE)
         return 0;
-    for (size_t i = 2; i < PTM_TCACHE_NBINS; i++) {
-        size_t n = 0;
-        for (void *e = tc->heads[i]; e != NULL; e = ptm_tcache_mangle(e, *(void **)e)) {
-            ptm_chunk_t *p = ptm_mem2chunk(e);
-            size_t size = ptm_misaligned(e) ? 0 : ptm_csize(p);
-            int bad_size = i < PTM_TCACHE_BINS ? (size >> 4) != i
-                                               : size <= PTM_TCACHE_MAX_SIZE || size > tc->large_max ||
-                                                     ptm_tcache_large_index(size) != i;
-            if (ptm_misaligned(e) || ++n > ptm_tcache_count(tc, i) || ptm_is_mmapped(p) || bad_size ||
-                ((void **)e)[1] != (void *)ptm_tcache_key || !ptm_inuse(p)) {
-                ptm_dprintf(2, "ptm_heap_check(): bad thread-cache entry at %p (bin %zu)\n", e, i);
-                ptm_corrupt("ptm_heap_check(): thread cache corrupted");
-            }
-            if (i >= PTM_TCACHE_BINS)
-                large_bytes += size;
+    for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
+        if (tc->top[i] < tc->lim[i] || tc->top[i] > tc->end[i]) {
+            ptm_dprintf(2, "ptm_heap_check(): thread-cache bin %zu's top is out of its slots\n", i);
+            ptm_corrupt("ptm_heap_check(): thread cache corrupted");
         }
-        if (i >= PTM_TCACHE_BINS && ((tc->large_map >> (i - PTM_TCACHE_BINS)) & 1) != (n != 0)) {
+        size_t n = 0;
+        for (void **t = tc->top[i]; t != tc->end[i]; t++)
+            check_entry(tc, i, *t, ++n);
+        total += n;
+    }
+    for (size_t i = PTM_TCACHE_BINS; i < PTM_TCACHE_NBINS; i++) {
+        size_t n = 0;
+        for (void *e = tc->large_heads[i - PTM_TCACHE_BINS]; e != NULL; e = ptm_tcache_mangle(e, *(void **)e))
+            large_bytes += check_entry(tc, i, e, ++n);
+        if (((tc->large_map >> (i - PTM_TCACHE_BINS)) & 1) != (n != 0)) {
             ptm_dprintf(2, "ptm_heap_check(): thread-cache large bin %zu holds %zu, map says %s\n", i, n,
                         n != 0 ? "empty" : "not empty");
             ptm_corrupt("ptm_heap_check(): thread cache corrupted");

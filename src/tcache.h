@@ -5,12 +5,22 @@
  * Small bin i (2 .. PTM_TCACHE_BINS - 1) holds free chunks of size 16 * i
  * (32 .. PTM_TCACHE_MAX_SIZE), up to cap[i] of them (by default 16 of the
  * largest chunks and more of smaller ones: PTM_TCACHE_BIN_BYTES per count, at
- * most PTM_TCACHE_BIN_MAX).  Above them, large bin k (PTM_TCACHE_BINS ..
+ * most PTM_TCACHE_BIN_MAX).  Its chunks' addresses are a stack in the
+ * thread's slot array (mapped when the thread is set up, cap[i] slots per
+ * bin), growing down, the newest at top[i]:
+ *
+ *   lim[i]            top[i]                      end[i]
+ *     | free slots ...  | newest, ...,     oldest |
+ *
+ * so malloc and free follow no link through the chunks: a use after free
+ * cannot steer the cache to an address of its choosing, and malloc reads
+ * only the size word of the chunk it hands out, to check it.  A cached chunk's second word holds ptm_tcache_key, for
+ * double-free detection.  Above them, large bin k (PTM_TCACHE_BINS ..
  * PTM_TCACHE_NBINS - 1) holds chunks of any size in its class, eight classes
  * per doubling from 1 KiB (ptm_tcache_large_index), up to tc->large_max; a
  * request takes the head of its class if that is big enough.  Large bins hold
- * few chunks each and tc->large_bytes at most PTM_TCACHE_LARGE_BYTES in all.
- * Every bin is a LIFO list threaded through the chunks' user memory:
+ * few chunks each and tc->large_bytes at most PTM_TCACHE_LARGE_BYTES in all,
+ * in a LIFO list threaded through the chunks' user memory:
  *
  *   mem -> +------------------------------------+
  *          | next, mangled: next ^ (mem >> 12)  |   safe-linking: a forged
@@ -18,10 +28,9 @@
  *          +------------------------------------+
  *
  * Cached chunks keep the look of chunks in use (their successor's P bit
- * stays set), so the arena never merges them.  room[i] is how many more
- * chunks bin i takes (cap[i] - its length): room[0] and room[1] stay 0 so
- * that sizes below 32 never pass the fast free, and all stay 0 until the
- * thread is set up.
+ * stays set), so the arena never merges them.  Until the thread is set up,
+ * and for bins 0 and 1 (sizes below 32), top, end and lim are all NULL: the
+ * bin reads as both empty and full, and neither fast path passes.
  *
  * The per-thread call counters are plain integers that the fast paths bump;
  * they are folded into the arena's statistics when the thread exits
@@ -81,8 +90,13 @@ struct ptm_arena;
 enum { PTM_THREAD_NEW = 0, PTM_THREAD_ACTIVE, PTM_THREAD_DEAD };
 
 typedef struct ptm_tcache {
-    void *heads[PTM_TCACHE_NBINS];
-    uint16_t room[PTM_TCACHE_NBINS];
+    void **top[PTM_TCACHE_BINS]; /* small bin i's newest slot; == end[i]: empty */
+    void **end[PTM_TCACHE_BINS]; /* past its oldest */
+    void **lim[PTM_TCACHE_BINS]; /* its lowest slot; top[i] == lim[i]: full */
+    void **slots;       /* the small bins' slot array, slots_size bytes */
+    size_t slots_size;
+    void *large_heads[PTM_TCACHE_LARGE_BINS];
+    uint16_t large_room[PTM_TCACHE_LARGE_BINS]; /* chunks large bin k takes yet */
     uint16_t cap[PTM_TCACHE_NBINS]; /* most chunks bin i holds; 0 above tcache_max */
     uint8_t fill[PTM_TCACHE_BINS];  /* chunks the next refill of bin i takes in advance */
     uint16_t max_count;     /* tcache_count; 0 until set up, and once the thread is exiting */
@@ -107,7 +121,28 @@ typedef struct ptm_tcache {
 
 PTM_INLINE unsigned ptm_tcache_count(const ptm_tcache_t *tc, size_t i)
 {
-    return i < 2 || tc->max_count == 0 ? 0u : (unsigned)(tc->cap[i] - tc->room[i]);
+    if (i < PTM_TCACHE_BINS) {
+        /* Read from another thread (statistics), top and end may be of two
+         * moments, or one of them NULL: a count above the capacity is 0. */
+        size_t n = (size_t)(__atomic_load_n(&tc->end[i], __ATOMIC_RELAXED) -
+                            __atomic_load_n(&tc->top[i], __ATOMIC_RELAXED));
+        return n <= tc->cap[i] ? (unsigned)n : 0u;
+    }
+    return tc->max_count == 0 ? 0u : (unsigned)(tc->cap[i] - tc->large_room[i - PTM_TCACHE_BINS]);
+}
+
+/* Whether small bin i takes another chunk. */
+PTM_INLINE int ptm_tcache_room(const ptm_tcache_t *tc, size_t i)
+{
+    return tc->top[i] != tc->lim[i];
+}
+
+/* The newest chunk of bin i, or NULL. */
+PTM_INLINE void *ptm_tcache_newest(const ptm_tcache_t *tc, size_t i)
+{
+    if (i >= PTM_TCACHE_BINS)
+        return tc->large_heads[i - PTM_TCACHE_BINS];
+    return tc->top[i] != tc->end[i] ? *tc->top[i] : NULL;
 }
 
 extern __thread ptm_tcache_t ptm_tcache __attribute__((tls_model("initial-exec")));
@@ -167,27 +202,25 @@ PTM_INLINE void *ptm_tcache_mangle(const void *slot, const void *next)
  * corrupt. */
 PTM_NORETURN PTM_COLD void ptm_tcache_corrupt(const void *next);
 
-/* Takes e, the head of bin i: its link must be aligned and its size (the word
- * before it) must be the bin's. */
-PTM_INLINE void *ptm_tcache_pop(ptm_tcache_t *tc, size_t i, void *e)
+/* Takes the newest chunk of small bin i, whose slot is t (not end[i]): its
+ * size must be the bin's. */
+PTM_INLINE void *ptm_tcache_pop(ptm_tcache_t *tc, size_t i, void **t)
 {
-    void **w = e;
-    void *next = ptm_tcache_mangle(e, w[0]);
-    if (ptm_unlikely(ptm_misaligned(next) || (((size_t *)e)[-1] >> 4) != i))
-        ptm_tcache_corrupt(next);
-    tc->heads[i] = next;
-    tc->room[i]++;
+    void **w = *t;
+    if (ptm_unlikely((((size_t *)w)[-1] >> 4) != i))
+        ptm_tcache_corrupt(w);
+    tc->top[i] = t + 1;
     w[1] = NULL;
-    return e;
+    return w;
 }
 
+/* Caches mem in small bin i, which has room. */
 PTM_INLINE void ptm_tcache_push(ptm_tcache_t *tc, size_t i, void *mem, uintptr_t key)
 {
-    void **w = mem;
-    w[0] = ptm_tcache_mangle(mem, tc->heads[i]);
-    w[1] = (void *)key;
-    tc->heads[i] = mem;
-    tc->room[i]--;
+    void **t = tc->top[i] - 1;
+    *t = mem;
+    tc->top[i] = t;
+    ((void **)mem)[1] = (void *)key;
 }
 
 /* A request for bin i (2 .. PTM_TCACHE_BINS - 1) whose bin is empty takes
@@ -204,9 +237,9 @@ PTM_INLINE void *ptm_tcache_take_near(ptm_tcache_t *tc, size_t i)
     if (last > PTM_TCACHE_BINS - 1)
         last = PTM_TCACHE_BINS - 1;
     for (size_t j = i + 1; j <= last; j++) {
-        void *e = tc->heads[j];
-        if (e != NULL)
-            return ptm_tcache_pop(tc, j, e);
+        void **t = tc->top[j];
+        if (t != tc->end[j])
+            return ptm_tcache_pop(tc, j, t);
     }
     return NULL;
 }
@@ -285,6 +318,9 @@ void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep);
 void *ptm_tcache_refill(ptm_tcache_t *tc, struct ptm_arena *a, size_t nb);
 /* Returns every cached chunk to its arena. */
 void ptm_tcache_flush_all(ptm_tcache_t *tc);
+/* Returns every cached chunk to its arena and turns the cache off: later
+ * calls of the thread take the slow paths. */
+void ptm_tcache_close(ptm_tcache_t *tc);
 /* Verifies the calling thread's cache; returns the chunks it holds. */
 size_t ptm_tcache_check(ptm_tcache_t *tc);
 

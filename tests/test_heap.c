@@ -619,7 +619,7 @@ Test(heap, a_small_block_that_moves_leaves_its_chunk_in_the_thread_cache)
     unsigned char *q = realloc(p, 5000);
     cr_assert_neq(q, p, "a block with a live neighbour grew in place");
     check_bytes(q, 520, 9, "moved block");
-    cr_assert_eq(ptm_tcache.heads[528 >> 4], (void *)p, "the old chunk is not at the head of its cache bin");
+    cr_assert_eq(ptm_tcache_newest(&ptm_tcache, 528 >> 4), (void *)p, "the old chunk is not at the head of its cache bin");
     cr_assert_eq(malloc(520), (void *)p, "malloc of its size did not take the old chunk back");
     check_arena(a);
     free(p);
@@ -689,8 +689,8 @@ Test(heap, walker_catches_a_corrupted_thread_cache, .signal = SIGABRT)
     void *a = malloc(64), *b = malloc(64);
     free(a);
     free(b);
-    /* b's mangled next pointer now leads somewhere else. */
-    ((void **)b)[0] = (void *)((uintptr_t)((void **)b)[0] ^ 0x40);
+    /* A use after free rewrites the cache key of b, in a small bin. */
+    ((void **)b)[1] = NULL;
     ptm_heap_check();
 }
 
@@ -873,6 +873,24 @@ static void need_thread_cache(void)
         cr_skip_test("white box: under memcheck, with no thread cache");
 }
 
+Test(heap, walker_catches_a_corrupted_thread_cache_large_bin_link, .signal = SIGABRT)
+{
+    char *a = malloc(3000), *g = malloc(3000), *b = malloc(3000), *g2 = malloc(3000);
+    sink = g;
+    sink = g2;
+    free(a);
+    free(b);
+    /* Under memcheck, with no cache, b is in the arena's unsorted bin, whose
+     * link the walker checks as well. */
+    if (!ptm_track_memcheck) {
+        cr_assert_eq(ptm_tcache_newest(&ptm_tcache, ptm_tcache_large_index(3008)), (void *)b, "b is not cached");
+        cr_assert_eq(ptm_tcache_count(&ptm_tcache, ptm_tcache_large_index(3008)), 2u, "a is not cached");
+    }
+    /* b's mangled next pointer now leads somewhere else. */
+    ((void **)b)[0] = (void *)((uintptr_t)((void **)b)[0] ^ 0x40);
+    ptm_heap_check();
+}
+
 /* The chunks and bytes in the calling thread's large bins. */
 static size_t large_cached(size_t *bytes)
 {
@@ -996,7 +1014,7 @@ Test(heap, a_small_block_that_must_move_to_grow_goes_to_top_and_grows_there)
         c = malloc(200);
     free(c);
     void *guard2 = malloc(3000); /* and top away from it */
-    cr_assert_not_null(ptm_tcache.heads[ptm_tcache_index(200)]);
+    cr_assert_not_null(ptm_tcache_newest(&ptm_tcache, ptm_tcache_index(200)));
     grows_out_to_top(p, 100, 200, 400);
     sink = guard;
     sink = guard2;

@@ -30,10 +30,7 @@ __attribute__((noinline)) static size_t *chunk_word(void *mem, long off)
 static void no_thread_cache(void)
 {
     free(malloc(1)); /* sets the thread up */
-    ptm_tcache_flush_all(&ptm_tcache);
-    ptm_tcache.max_count = 0;
-    for (size_t i = 0; i < PTM_TCACHE_BINS; i++)
-        ptm_tcache.room[i] = 0;
+    ptm_tcache_close(&ptm_tcache);
 }
 
 /* Runs misuse() in a child with its stderr captured into buf; returns the
@@ -379,9 +376,9 @@ static void forge_link(void *b, void *a)
     ((uintptr_t *)b)[0] = (uintptr_t)a + off;
 }
 
-/* Two blocks freed into one list (the thread cache's, or a fastbin with
- * the cache off); a use after free rewrites the second one's link to a
- * forged, unmangled pointer; then the list is taken apart. */
+/* Two blocks freed into one list (a fastbin, with the cache off); a use
+ * after free rewrites the second one's link to a forged, unmangled pointer;
+ * then the list is taken apart. */
 static void free_two_and_poison_the_link(void)
 {
     void *a = malloc(64), *b = malloc(64);
@@ -392,12 +389,10 @@ static void free_two_and_poison_the_link(void)
     sink = malloc(64);
 }
 
-static void cache_link_poisoned(void) { free_two_and_poison_the_link(); }
-/* A use after free points a cached chunk's link, mangled as ptm would, at
- * a buffer of the program's; then the bin fills up and its newer half goes
- * back to the arena: the flush walks the links of the chunks it gives back
- * (and writes to each) and must stop at the forged one before it writes
- * there. */
+/* The small bins of the thread cache keep their chunks' addresses out of
+ * the chunks: a use after free that writes a link into a cached block
+ * changes nothing of what the cache hands out or gives back, nor do the
+ * flush and malloc write where the forgery points. */
 static uintptr_t forged_target[4] __attribute__((aligned(16)));
 
 /* Fills bin 64's cache up to its capacity with blocks[0 .. *k - 1] (and one
@@ -418,38 +413,82 @@ static void **fill_bin_64(size_t *k)
     return blocks;
 }
 
+/* Writes into freed block mem a link to forged_target, mangled as the
+ * large bins' links are. */
 static void forge_link_to_target(void *mem)
 {
     uintptr_t *u = mem;
     u[0] = ((uintptr_t)u >> 12) ^ (uintptr_t)&forged_target[2];
 }
 
-static void cache_link_forged_then_flushed(void)
+/* A block of exactly bin 64's size (a miss may hand out a larger one). */
+static void *malloc_64_exact(void)
+{
+    for (;;) {
+        void *m = malloc(64);
+        if (malloc_usable_size(m) == (ptm_tcache_index(64) << 4) - 8)
+            return m;
+    }
+}
+
+Test(misuse, a_link_written_into_a_cached_small_block_is_not_followed)
+{
+    void *a = malloc_64_exact(), *b = malloc_64_exact();
+    free(a);
+    free(b);
+    forge_link(b, a);
+    forge_link_to_target(a);
+    void *x = malloc(64), *y = malloc(64);
+    cr_assert_eq(x, b, "the newest cached block does not come first");
+    cr_assert_eq(y, a, "the forged link was followed");
+    free(x);
+    free(y);
+}
+
+Test(misuse, a_link_written_into_a_cached_small_block_is_not_followed_by_the_flush)
+{
+    size_t k, bin = ptm_tcache_index(64), keep = ptm_tcache.cap[bin] / 2;
+    void **blocks = fill_bin_64(&k);
+    /* One chunk in the half that goes back, one in the half kept. */
+    forge_link_to_target(blocks[k - 2]);
+    forge_link_to_target(blocks[k - 2 - keep]);
+    free(blocks[k]); /* the bin is full: its newer half goes back */
+    cr_assert_eq(ptm_tcache_count(&ptm_tcache, bin), keep + 1);
+    for (size_t j = 0; j < 2 * keep + 2; j++) {
+        void *m = malloc(64);
+        cr_assert(m != (void *)&forged_target[2], "malloc handed out the forged target");
+    }
+    for (size_t j = 0; j < 4; j++)
+        cr_assert_eq(forged_target[j], 0, "the cache wrote through a forged link");
+    cr_assert_geq(ptm_heap_check(), 0);
+}
+
+static void *from_top(size_t n);
+
+/* A chunk's size is checked when the flush gives it back: an overflow that
+ * rewrote it must not make the arena take more than the chunk. */
+static void cached_chunk_size_overwritten_then_flushed(void)
 {
     size_t k;
     void **blocks = fill_bin_64(&k);
     /* The second newest chunk, in the half that goes back. */
-    forge_link_to_target(blocks[k - 2]);
+    *chunk_word(blocks[k - 2], 8) = 0x91; /* 144, PREV_INUSE */
     free(blocks[k]);
 }
 
-/* As above, but the forged link is in the half the flush keeps, past the
- * cut-off: the flush does not follow it, and handing the chunks out
- * does, and must stop there. */
-static void cache_link_forged_in_the_kept_half(void)
+/* The large bins are lists through their chunks: a forged link there is
+ * caught before it is followed. */
+static void large_cache_link_poisoned(void)
 {
-    size_t k;
-    void **blocks = fill_bin_64(&k);
-    size_t keep = ptm_tcache.cap[ptm_tcache_index(64)] / 2;
-    /* The bin is full, blocks[k - 1] at its head and blocks[k - 1 - keep]
-     * the first chunk kept: forge the link of the one after it. */
-    forge_link_to_target(blocks[k - 2 - keep]);
-    /* The target's own link reads as the end of the list, so its size
-     * word (0) is what gives it away. */
-    forged_target[2] = (uintptr_t)&forged_target[2] >> 12;
-    free(blocks[k]);
-    for (size_t j = 0; j < 2 * keep + 2; j++)
-        sink = malloc(64);
+    sink = from_top(3000);
+    void *a = from_top(3000);
+    sink = from_top(3000);
+    void *b = from_top(3000);
+    sink = from_top(3000);
+    free(a);
+    free(b);
+    forge_link(b, a);
+    sink = malloc(3000);
 }
 
 static void *malloc_200(void *arg)
@@ -525,21 +564,17 @@ static void free_sized_wrong(void)
     free_sized(p, 5000);
 }
 
-Test(misuse, poisoned_thread_cache_link)
+Test(misuse, cached_chunk_whose_size_was_overwritten_is_caught_by_the_flush)
 {
-    expect_abort(cache_link_poisoned, "malloc(): unaligned tcache chunk detected");
+    expect_abort(cached_chunk_size_overwritten_then_flushed, "malloc(): memory corruption (tcache)");
 }
-Test(misuse, forged_thread_cache_link_in_the_kept_half_is_caught_handing_it_out)
+Test(misuse, poisoned_thread_cache_large_bin_link)
 {
-    expect_abort(cache_link_forged_in_the_kept_half, "malloc(): memory corruption (tcache)");
+    expect_abort(large_cache_link_poisoned, "malloc(): unaligned tcache chunk detected");
 }
 Test(misuse, forged_mapped_header_in_another_arenas_block)
 {
     expect_abort(forged_mapped_header_in_another_arenas_block, "munmap_chunk(): invalid pointer");
-}
-Test(misuse, forged_thread_cache_link_stops_the_flush)
-{
-    expect_abort(cache_link_forged_then_flushed, "malloc(): memory corruption (tcache)");
 }
 Test(misuse, poisoned_fastbin_link)
 {

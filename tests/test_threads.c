@@ -496,8 +496,8 @@ static void *flush_in_order(void *arg)
     cr_assert_eq(a->fastbins[f], ptm_mem2chunk(blocks[k - 1]),
                  "the fastbin's head is not the newest chunk given back");
     cr_assert_eq(ptm_tcache_count(&ptm_tcache, bin), keep + 1);
-    cr_assert_eq(ptm_tcache.heads[bin], blocks[k], "the chunk freed is not at the bin's head");
-    void *second = ptm_tcache_mangle(blocks[k], *(void **)blocks[k]);
+    cr_assert_eq(ptm_tcache_newest(&ptm_tcache, bin), blocks[k], "the chunk freed is not at the bin's head");
+    void *second = ptm_tcache.top[bin][1];
     cr_assert_eq(second, blocks[k - 1 - (cap - keep)], "the newest chunk kept is not the newest of the older half");
     for (size_t j = k + 1; j <= cap; j++)
         free(blocks[j]);
