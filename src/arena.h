@@ -446,6 +446,11 @@ ptm_arena_t *ptm_arenas_attach(void);
 /* The thread is done with a.  If nobody else uses it, a lets go of its
  * trim hold (ptm_release_hold) and goes back on the free list. */
 void ptm_arenas_detach(ptm_arena_t *a);
+/* A thread cache's slot array of size bytes that an exited thread left, or
+ * NULL. */
+void *ptm_arenas_spare_slots(size_t size);
+/* Keeps slot array m (size bytes) for a later thread, or unmaps it. */
+void ptm_arenas_keep_slots(void *m, size_t size);
 /* Another arena to retry in when a has no memory, or NULL. */
 ptm_arena_t *ptm_arenas_other(ptm_arena_t *a);
 size_t ptm_arenas_count(void);

@@ -6,8 +6,11 @@
  * thread uses it, lets go of its trim hold and goes on the free list for
  * the next thread.
  *
- * Locks: list_lock (rank 0) guards narenas, the free list, `attached` and
- * appending to the list; it is taken before any arena lock (rank 1), never
+ * Exited threads also leave their thread cache's slot array here (spares),
+ * for the next thread to set up without a mapping of its own.
+ *
+ * Locks: list_lock (rank 0) guards narenas, the free list, `attached`, the
+ * spare slot arrays and appending to the list; it is taken before any arena lock (rank 1), never
  * while one is held.  The list itself only grows, and is published with
  * release stores, so walking it needs no lock. */
 #include "config.h"
@@ -28,6 +31,17 @@ static ptm_arena_t *next_reuse = &ptm_main_arena;
 static size_t narenas = 1;
 static unsigned cpus;
 static int main_claimed;
+
+/* Slot arrays of exited threads (tcache.c), at most SPARE_SLOTS_MAX: a
+ * program that keeps starting threads would otherwise map, fault in and
+ * unmap one per thread (an unmap in a threaded process interrupts every CPU
+ * it runs on), some 30 us a thread here. */
+#define SPARE_SLOTS_MAX 16
+static struct {
+    void *m;
+    size_t size;
+} spare_slots[SPARE_SLOTS_MAX];
+static size_t nspare_slots;
 
 /* Reads the environment: options, and what PTM_STATS asks for.  Runs once,
  * before the main arena's lock is taken, since it may print warnings and
@@ -119,6 +133,34 @@ PTM_COLD ptm_arena_t *ptm_arenas_attach(void)
     a->attached++;
     ptm_unlock(&list_lock);
     return a;
+}
+
+PTM_COLD void *ptm_arenas_spare_slots(size_t size)
+{
+    void *m = NULL;
+    ptm_lock(&list_lock);
+    for (size_t i = nspare_slots; i-- > 0;) {
+        if (spare_slots[i].size == size) {
+            m = spare_slots[i].m;
+            spare_slots[i] = spare_slots[--nspare_slots];
+            break;
+        }
+    }
+    ptm_unlock(&list_lock);
+    return m;
+}
+
+PTM_COLD void ptm_arenas_keep_slots(void *m, size_t size)
+{
+    ptm_lock(&list_lock);
+    int kept = nspare_slots < SPARE_SLOTS_MAX;
+    if (kept) {
+        spare_slots[nspare_slots].m = m;
+        spare_slots[nspare_slots++].size = size;
+    }
+    ptm_unlock(&list_lock);
+    if (!kept)
+        ptm_os_munmap(m, size);
 }
 
 PTM_COLD void ptm_arenas_detach(ptm_arena_t *a)

@@ -60,15 +60,16 @@ static PTM_COLD void thread_exit(void *arg)
     tc->arena = &ptm_main_arena;
 }
 
-/* Maps the small bins' slot array, nslots slots, and gives each bin its
- * cap[i] of them, empty.  By default some 3000 slots, 24 KiB of address
- * space of which a thread touches the pages its bins reach.  When the
- * mapping fails the small bins stay closed (caps 0). */
+/* Maps the small bins' slot array, nslots slots (or takes one an exited
+ * thread left), and gives each bin its cap[i] of them, empty.  By default
+ * some 3000 slots, 24 KiB of address space of which a thread touches the
+ * pages its bins reach.  When the mapping fails the small bins stay closed
+ * (caps 0). */
 static PTM_COLD void map_slots(ptm_tcache_t *tc, size_t nslots)
 {
     size_t size = ptm_align_up(nslots * sizeof(void *), ptm_os_page);
-    void *m = NULL;
-    if (nslots == 0 || ptm_os_mmap(size, &m) != 0) {
+    void *m = nslots == 0 ? NULL : ptm_arenas_spare_slots(size);
+    if (nslots == 0 || (m == NULL && ptm_os_mmap(size, &m) != 0)) {
         for (size_t i = 2; i < PTM_TCACHE_BINS; i++)
             tc->cap[i] = 0;
         return;
@@ -92,7 +93,7 @@ PTM_COLD void ptm_tcache_close(ptm_tcache_t *tc)
     for (size_t k = 0; k < PTM_TCACHE_LARGE_BINS; k++)
         tc->large_room[k] = 0;
     if (tc->slots != NULL)
-        ptm_os_munmap(tc->slots, tc->slots_size);
+        ptm_arenas_keep_slots(tc->slots, tc->slots_size);
     tc->slots = NULL;
     tc->slots_size = 0;
     tc->large_max = 0;

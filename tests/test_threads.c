@@ -473,6 +473,31 @@ Test(threads, an_empty_cache_bin_takes_a_cached_chunk_up_to_an_eighth_larger)
     in_new_thread(take_near);
 }
 
+/* A thread's slot array (its cache's small bins) outlives the thread, and
+ * the next thread set up takes it instead of mapping one. */
+static void *record_slots(void *arg)
+{
+    free(malloc(1)); /* sets the thread up */
+    void ***out = arg;
+    *out = ptm_tcache.slots;
+    if (*out != NULL)
+        (*out)[0] = (void *)0x5107; /* bin 2's lowest slot: used only when it is full */
+    return NULL;
+}
+
+Test(threads, an_exited_threads_slot_array_goes_to_the_next_thread)
+{
+    void **first = NULL, **second = NULL;
+    pthread_t t;
+    pthread_create(&t, NULL, record_slots, &first);
+    pthread_join(t, NULL);
+    cr_assert_not_null(first, "the thread has no slot array");
+    cr_assert_eq(first[0], (void *)0x5107, "the slot array was not kept");
+    pthread_create(&t, NULL, record_slots, &second);
+    pthread_join(t, NULL);
+    cr_assert_eq(second, first, "the next thread mapped a slot array of its own");
+}
+
 /* A full bin gives its newer half back (the chunks the program touched
  * last), oldest of them first, so that the fastbin it lands in hands out
  * the newest of them first, as if they had gone there when the program
