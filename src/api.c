@@ -398,8 +398,8 @@ PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t s
         ptm_tcache_put_large(tc, p, size, i);
         return 1;
     }
-    if (!ptm_tcache_room(tc, i))
-        ptm_tcache_flush_bin(tc, i, tc->cap[i] / 2u);
+    if (!ptm_tcache_room(tc, i) && !ptm_tcache_grow(tc, i))
+        ptm_tcache_flush_bin(tc, i, ptm_tcache_count(tc, i) / 2u);
     ptm_tcache_push(tc, i, mem, ptm_tcache_key);
     return 1;
 }

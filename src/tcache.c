@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <string.h>
 
 #include "arena.h"
 #include "debug.h"
@@ -60,13 +61,18 @@ static PTM_COLD void thread_exit(void *arg)
     tc->arena = &ptm_main_arena;
 }
 
-/* Maps the small bins' slot array, nslots slots (or takes one an exited
- * thread left), and gives each bin its cap[i] of them, empty.  By default
- * some 3000 slots, 24 KiB of address space of which a thread touches the
- * pages its bins reach.  When the mapping fails the small bins stay closed
- * (caps 0). */
-static PTM_COLD void map_slots(ptm_tcache_t *tc, size_t nslots)
+/* Maps the small bins' slot array (or takes one an exited thread left):
+ * PTM_TCACHE_SHALLOW slots for each bin in the first part, where each bin
+ * starts, empty, then cap[i] slots of its own for each bin with more (deep
+ * slots slots in all).  By default 28 KiB of address space, of which a
+ * thread touches the first page and what its fullest bins reach.  When the
+ * mapping fails the small bins stay closed (caps 0). */
+static PTM_COLD void map_slots(ptm_tcache_t *tc, size_t deep)
 {
+    size_t shallow = (PTM_TCACHE_BINS - 2) * PTM_TCACHE_SHALLOW, nslots = 0;
+    for (size_t i = 2; i < PTM_TCACHE_BINS; i++)
+        if (tc->cap[i] != 0)
+            nslots = shallow + deep;
     size_t size = ptm_align_up(nslots * sizeof(void *), ptm_os_page);
     void *m = nslots == 0 ? NULL : ptm_arenas_spare_slots(size);
     if (nslots == 0 || (m == NULL && ptm_os_mmap(size, &m) != 0)) {
@@ -76,12 +82,31 @@ static PTM_COLD void map_slots(ptm_tcache_t *tc, size_t nslots)
     }
     tc->slots = m;
     tc->slots_size = size;
-    void **at = m;
+    void **first = m, **at = first + shallow;
     for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
-        tc->lim[i] = at;
-        at += tc->cap[i];
-        tc->top[i] = tc->end[i] = at;
+        unsigned n = tc->cap[i] < PTM_TCACHE_SHALLOW ? tc->cap[i] : PTM_TCACHE_SHALLOW;
+        tc->top[i] = tc->end[i] = first + (i - 1) * PTM_TCACHE_SHALLOW;
+        tc->lim[i] = tc->end[i] - n;
+        tc->deep_end[i] = NULL;
+        if (tc->cap[i] > PTM_TCACHE_SHALLOW) {
+            at += tc->cap[i];
+            tc->deep_end[i] = at;
+        }
     }
+}
+
+PTM_COLD int ptm_tcache_grow(ptm_tcache_t *tc, size_t i)
+{
+    void **to = tc->deep_end[i];
+    if (to == NULL)
+        return 0;
+    size_t n = (size_t)(tc->end[i] - tc->top[i]);
+    tc->deep_end[i] = NULL;
+    memcpy(to - n, tc->top[i], n * sizeof(void *));
+    tc->top[i] = to - n;
+    tc->end[i] = to;
+    tc->lim[i] = to - tc->cap[i];
+    return 1;
 }
 
 PTM_COLD void ptm_tcache_close(ptm_tcache_t *tc)
@@ -89,7 +114,7 @@ PTM_COLD void ptm_tcache_close(ptm_tcache_t *tc)
     ptm_tcache_flush_all(tc);
     tc->max_count = 0;
     for (size_t i = 0; i < PTM_TCACHE_BINS; i++)
-        tc->top[i] = tc->end[i] = tc->lim[i] = NULL;
+        tc->top[i] = tc->end[i] = tc->lim[i] = tc->deep_end[i] = NULL;
     for (size_t k = 0; k < PTM_TCACHE_LARGE_BINS; k++)
         tc->large_room[k] = 0;
     if (tc->slots != NULL)
@@ -135,7 +160,7 @@ PTM_COLD void ptm_thread_init(ptm_tcache_t *tc)
     tc->max_count = (uint16_t)(count > PTM_TCACHE_COUNT_LIMIT ? PTM_TCACHE_COUNT_LIMIT : count);
     /* Chunks up to this size are cached: none when tcache_max is 0. */
     size_t limit = ptm_params.tcache_max == 0 ? 0 : ptm_request2size(ptm_params.tcache_max);
-    size_t nslots = 0;
+    size_t deep = 0;
     for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
         size_t cap = tc->max_count;
         if (scaled) {
@@ -146,9 +171,9 @@ PTM_COLD void ptm_thread_init(ptm_tcache_t *tc)
             cap = 0;
         tc->cap[i] = (uint16_t)cap;
         tc->fill[i] = 1;
-        nslots += cap;
+        deep += cap > PTM_TCACHE_SHALLOW ? cap : 0;
     }
-    map_slots(tc, nslots);
+    map_slots(tc, deep);
     tc->large_max = limit > PTM_TCACHE_MAX_SIZE && tc->max_count != 0 ? limit : 0;
     tc->large_ticks = LARGE_TICKS;
     for (size_t k = 0; k < PTM_TCACHE_LARGE_BINS; k++) {
@@ -437,7 +462,7 @@ void *ptm_tcache_refill(ptm_tcache_t *tc, ptm_arena_t *a, size_t nb)
             break;
         }
         size_t j = ptm_csize(ptm_mem2chunk(out)) >> 4;
-        if (j >= PTM_TCACHE_BINS || !ptm_tcache_room(tc, j)) {
+        if (j >= PTM_TCACHE_BINS || (!ptm_tcache_room(tc, j) && !ptm_tcache_grow(tc, j))) {
             /* Never in a run: its chunks are all of bin i, which was empty
              * and takes four times the batch. */
             ptm_assert_internal(k >= run);

@@ -12,7 +12,12 @@
  *   lim[i]            top[i]                      end[i]
  *     | free slots ...  | newest, ...,     oldest |
  *
- * so malloc and free follow no link through the chunks: a use after free
+ * A bin starts with PTM_TCACHE_SHALLOW slots in the array's first page,
+ * which all bins share, and moves to cap[i] slots of its own the first time
+ * it fills them (ptm_tcache_grow): a thread whose bins hold a few chunks
+ * each touches one page of the array, not all of them.
+ *
+ * So malloc and free follow no link through the chunks: a use after free
  * cannot steer the cache to an address of its choosing, and malloc reads
  * only the size word of the chunk it hands out, to check it.  A cached chunk's second word holds ptm_tcache_key, for
  * double-free detection.  Above them, large bin k (PTM_TCACHE_BINS ..
@@ -70,6 +75,8 @@
  * should cost it one chunk), while after the first few the lock round trips
  * they save no longer count. */
 #define PTM_TCACHE_REFILL_MAX 8u
+/* Slots each small bin starts with, in the slot array's first page. */
+#define PTM_TCACHE_SHALLOW 8u
 
 /* Large bins: chunk sizes from 1 KiB to 256 KiB, eight classes per doubling
  * (as many as large_map has bits). */
@@ -93,6 +100,9 @@ typedef struct ptm_tcache {
     void **top[PTM_TCACHE_BINS]; /* small bin i's newest slot; == end[i]: empty */
     void **end[PTM_TCACHE_BINS]; /* past its oldest */
     void **lim[PTM_TCACHE_BINS]; /* its lowest slot; top[i] == lim[i]: full */
+    /* The end of bin i's own slots while it still keeps its chunks in the
+     * first page (ptm_tcache_grow); NULL once it moved, or has none. */
+    void **deep_end[PTM_TCACHE_BINS];
     void **slots;       /* the small bins' slot array, slots_size bytes */
     size_t slots_size;
     void *large_heads[PTM_TCACHE_LARGE_BINS];
@@ -310,6 +320,10 @@ void *ptm_tcache_take_large(ptm_tcache_t *tc, size_t nb);
  * bin k, making room by flushing that bin, or all of them when they hold
  * too many bytes. */
 void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size, size_t k);
+/* Gives small bin i, full, room without a flush, by moving its chunks
+ * from the first page to its own slots; returns 0 if it has moved already
+ * (or has no more slots than the first page gives it). */
+int ptm_tcache_grow(ptm_tcache_t *tc, size_t i);
 /* Keeps the oldest `keep` chunks of bin i and frees the newer ones back to
  * their arenas, oldest of them first. */
 void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep);

@@ -473,6 +473,40 @@ Test(threads, an_empty_cache_bin_takes_a_cached_chunk_up_to_an_eighth_larger)
     in_new_thread(take_near);
 }
 
+/* A bin keeps its first PTM_TCACHE_SHALLOW chunks in the slot array's
+ * first page, which all bins share, and moves to slots of its own when it
+ * needs more, without giving any back. */
+static void *grow_bin(void *arg)
+{
+    (void)arg;
+    free(malloc(1)); /* sets the thread's cache up */
+    size_t bin = ptm_tcache_index(64), n = PTM_TCACHE_SHALLOW + 1;
+    cr_assert_gt(ptm_tcache.cap[bin], n);
+    void *blocks[PTM_TCACHE_SHALLOW + 1];
+    for (size_t k = 0; k < n;)
+        if (malloc_usable_size(blocks[k] = malloc(64)) == (bin << 4) - PTM_WORD)
+            k++;
+    char *first = (char *)ptm_tcache.slots, *page_end = first + 4096;
+    unsigned before = ptm_tcache_count(&ptm_tcache, bin); /* a refill's */
+    cr_assert_lt(before, PTM_TCACHE_SHALLOW);
+    for (size_t k = 0; k < n; k++) {
+        free(blocks[k]);
+        char *top = (char *)ptm_tcache.top[bin];
+        if (before + k + 1 < PTM_TCACHE_SHALLOW)
+            cr_assert(top >= first && top < page_end, "chunk %zu is not in the first page", k);
+    }
+    cr_assert_eq(ptm_tcache_count(&ptm_tcache, bin), before + n, "the bin gave chunks back instead of growing");
+    cr_assert((char *)ptm_tcache.top[bin] >= page_end, "the bin did not move to its own slots");
+    for (size_t k = n; k-- > 0;)
+        cr_assert_eq(malloc(64), blocks[k], "the bin lost its order moving");
+    return NULL;
+}
+
+Test(threads, a_cache_bin_outgrowing_the_first_page_moves_without_a_flush)
+{
+    in_new_thread(grow_bin);
+}
+
 /* A thread's slot array (its cache's small bins) outlives the thread, and
  * the next thread set up takes it instead of mapping one. */
 static void *record_slots(void *arg)
