@@ -449,6 +449,12 @@ ptm_arena_t *ptm_arenas_attach(void);
 /* The thread is done with a.  If nobody else uses it, a lets go of its
  * trim hold (ptm_release_hold) and goes back on the free list. */
 void ptm_arenas_detach(ptm_arena_t *a);
+/* Gives each arena no thread uses, other than self, its chance to purge
+ * (ptm_maybe_purge_now), taking its lock only if it is free.  Memory that
+ * other threads free into an arena after its last thread left would
+ * otherwise stay resident: nothing else calls into it.  The caller holds no
+ * lock; busy threads call it now and then (ptm_tcache_tick). */
+void ptm_arenas_purge_idle(const ptm_arena_t *self);
 /* A thread cache's slot array of size bytes that an exited thread left, or
  * NULL. */
 void *ptm_arenas_spare_slots(size_t size);

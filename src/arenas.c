@@ -135,6 +135,21 @@ PTM_COLD ptm_arena_t *ptm_arenas_attach(void)
     return a;
 }
 
+PTM_COLD void ptm_arenas_purge_idle(const ptm_arena_t *self)
+{
+    for (ptm_arena_t *a = &ptm_main_arena; a != NULL; a = __atomic_load_n(&a->next, __ATOMIC_ACQUIRE)) {
+        /* Without the lock: hints.  A thread that takes the arena right
+         * after this look finds it purged, which does no harm. */
+        if (a == self || __atomic_load_n(&a->attached, __ATOMIC_RELAXED) != 0 || !ptm_purge_due(a))
+            continue;
+        if (!ptm_trylock(&a->lock))
+            continue; /* somebody is in it: busy, not idle */
+        ptm_maybe_purge_now(a);
+        ptm_verify_arena(a);
+        ptm_unlock(&a->lock);
+    }
+}
+
 PTM_COLD void *ptm_arenas_spare_slots(size_t size)
 {
     void *m = NULL;

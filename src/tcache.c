@@ -28,11 +28,13 @@ const uint8_t ptm_tcache_bin_of[PTM_TCACHE_BINS - 1] = {
 _Static_assert(PTM_TCACHE_BINS == 66, "ptm_tcache_bin_of lists bins 2 to 65");
 int ptm_track_memcheck;
 
-/* Every this many calls, the large bins look at whether the thread's arena
- * is due a purge (ptm_maybe_purge): a program whose ordinary activity they
- * serve would otherwise never give the arena the chance to return what
- * stays free, or to let go of trimmed memory it holds back. */
-#define LARGE_TICKS 32
+/* Every this many calls of the large bins or of the slow path of malloc
+ * (ptm_tcache_tick), a thread looks at whether its arena is due a purge
+ * (ptm_maybe_purge), and so are the arenas no thread uses: a program whose
+ * ordinary activity the cache serves would otherwise never give them the
+ * chance to return what stays free, or to let go of trimmed memory they
+ * hold back. */
+#define TICKS 32
 
 static pthread_key_t exit_key;
 static int exit_key_ready;
@@ -175,7 +177,7 @@ PTM_COLD void ptm_thread_init(ptm_tcache_t *tc)
     }
     map_slots(tc, deep);
     tc->large_max = limit > PTM_TCACHE_MAX_SIZE && tc->max_count != 0 ? limit : 0;
-    tc->large_ticks = LARGE_TICKS;
+    tc->ticks = TICKS;
     for (size_t k = 0; k < PTM_TCACHE_LARGE_BINS; k++) {
         /* The smallest chunk of class k. */
         size_t lo = (8 + (k & 7)) << (10 + k / 8 - 3), cap = PTM_TCACHE_LARGE_BYTES / 4 / lo;
@@ -348,12 +350,13 @@ PTM_COLD void ptm_tcache_flush_all(ptm_tcache_t *tc)
         ptm_tcache_flush_bin(tc, i, 0);
 }
 
-static void large_tick(ptm_tcache_t *tc)
+void ptm_tcache_tick(ptm_tcache_t *tc)
 {
-    if (--tc->large_ticks > 0)
+    if (--tc->ticks > 0)
         return;
-    tc->large_ticks = LARGE_TICKS;
+    tc->ticks = TICKS;
     ptm_arena_t *a = tc->arena;
+    ptm_arenas_purge_idle(a);
     if (!ptm_purge_due(a)) /* without the lock: a hint */
         return;
     ptm_lock(&a->lock);
@@ -364,7 +367,7 @@ static void large_tick(ptm_tcache_t *tc)
 
 void *ptm_tcache_take_large(ptm_tcache_t *tc, size_t nb)
 {
-    large_tick(tc);
+    ptm_tcache_tick(tc);
     size_t k = ptm_tcache_large_index(nb);
     tc->large_want = (uint8_t)k;
     void **e = tc->large_heads[k - PTM_TCACHE_BINS];
@@ -400,7 +403,7 @@ void ptm_tcache_flush_large(ptm_tcache_t *tc)
 
 void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size, size_t k)
 {
-    large_tick(tc);
+    ptm_tcache_tick(tc);
     if (tc->large_bytes + size > PTM_TCACHE_LARGE_BYTES)
         ptm_tcache_flush_large(tc);
     else if (tc->large_room[k - PTM_TCACHE_BINS] == 0)

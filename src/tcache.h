@@ -124,7 +124,7 @@ typedef struct ptm_tcache {
      * they may still hold it (a hint: ptm_tcache_release_top). */
     ptm_chunk_t *large_at_top;
     uint8_t large_want; /* the large bin of the last request for one */
-    unsigned large_ticks; /* large-bin calls until the arena's purge is looked at */
+    unsigned ticks;       /* calls until the arenas' purges are looked at (ptm_tcache_tick) */
     ptm_thread_stats_t stats; /* not yet folded into an arena */
     struct ptm_tcache *next, *prev; /* live threads (stats.c) */
 } ptm_tcache_t;
@@ -254,6 +254,10 @@ PTM_INLINE void *ptm_tcache_take_near(ptm_tcache_t *tc, size_t i)
     return NULL;
 }
 
+/* Counts a call of the large bins or of malloc's slow path; every so many,
+ * gives the thread's arena and the idle arenas their chance to purge.  The
+ * caller holds no lock. */
+void ptm_tcache_tick(ptm_tcache_t *tc);
 /* Returns the chunks of the large bins to their arenas. */
 void ptm_tcache_flush_large(ptm_tcache_t *tc);
 

@@ -847,3 +847,63 @@ Test(threads, an_aligned_block_freed_is_reused_by_the_next_aligned_request)
     free(d);
     cr_assert_gt(ptm_heap_check(), 0);
 }
+
+/* ---- an arena no thread uses still gives back what others free into it ---- */
+
+enum { IDLE_BLOCKS = 4000 };
+
+static void *fill_arena_and_leave(void *arg)
+{
+    void **blocks = arg;
+    for (int i = 0; i < IDLE_BLOCKS; i++) {
+        blocks[i] = malloc(3000);
+        cr_assert_not_null(blocks[i]);
+        memset(blocks[i], 1, 3000);
+    }
+    blocks[IDLE_BLOCKS] = ptm_tcache.arena;
+    return NULL;
+}
+
+static uint64_t trimmed_bytes(ptm_arena_t *a)
+{
+    ptm_lock(&a->lock);
+    uint64_t n = a->stats.trimmed_bytes;
+    ptm_unlock(&a->lock);
+    return n;
+}
+
+Test(threads, an_arena_no_thread_uses_gives_back_what_others_free_into_it)
+{
+    ptm_params.purge_delay = 100; /* ms: longer than the frees below take */
+    sink = malloc(1); /* the main thread takes the main arena */
+    free(sink);
+    static void *blocks[IDLE_BLOCKS + 1];
+    pthread_t t;
+    pthread_create(&t, NULL, fill_arena_and_leave, blocks);
+    pthread_join(t, NULL);
+    ptm_arena_t *a = blocks[IDLE_BLOCKS];
+    cr_assert_neq(a, &ptm_main_arena);
+    uint64_t before = trimmed_bytes(a);
+    /* Nine blocks in ten: holes of some 26 KiB, the arena's top untouched. */
+    for (int i = 0; i < IDLE_BLOCKS; i++)
+        if (i % 10 != 9)
+            free(blocks[i]);
+    uint64_t after_frees = trimmed_bytes(a);
+    /* Ordinary activity of this thread, in its own arena, for 400 ms. */
+    void *slot[16] = {0};
+    for (int i = 0; i < 4000; i++) {
+        free(slot[i % 16]);
+        slot[i % 16] = malloc(2000 + (size_t)(i % 7) * 1000);
+        if (i % 40 == 0)
+            usleep(4000);
+    }
+    for (int k = 0; k < 16; k++)
+        free(slot[k]);
+    uint64_t gone = trimmed_bytes(a) - after_frees;
+    cr_assert_geq(gone, (uint64_t)IDLE_BLOCKS * 3000 / 2,
+                  "the idle arena gave back %llu bytes (%llu while the frees ran)", (unsigned long long)gone,
+                  (unsigned long long)(after_frees - before));
+    for (int i = 9; i < IDLE_BLOCKS; i += 10)
+        free(blocks[i]);
+    cr_assert_gt(ptm_heap_check(), 0);
+}
