@@ -130,7 +130,8 @@ typedef struct ptm_arena {
     ptm_arena_stats_t stats;
     struct ptm_arena *next;      /* all arenas, main first (arenas.c) */
     struct ptm_arena *next_free; /* arenas no thread uses (arenas.c) */
-    size_t attached;             /* threads using this arena (under the arena list lock) */
+    size_t attached;             /* threads using this arena: written under the arena list
+                                  * lock, read without it as a hint (ptm_arenas_purge_idle) */
     unsigned index;              /* 0 for main, then in order of creation */
     /* The oldest segment's chunks, for free's first ownership check (api.c):
      * a block at mem is in them if (mem - own_lo) / 16 < own_n, mem 16-aligned.
@@ -460,6 +461,9 @@ void ptm_arenas_purge_idle(const ptm_arena_t *self);
 void *ptm_arenas_spare_slots(size_t size);
 /* Keeps slot array m (size bytes) for a later thread, or unmaps it. */
 void ptm_arenas_keep_slots(void *m, size_t size);
+/* Unmaps the slot arrays kept for later threads (malloc_trim); returns
+ * whether there were any. */
+int ptm_arenas_drop_spare_slots(void);
 /* Another arena to retry in when a has no memory, or NULL. */
 ptm_arena_t *ptm_arenas_other(ptm_arena_t *a);
 size_t ptm_arenas_count(void);

@@ -9,8 +9,9 @@
  * Exited threads also leave their thread cache's slot array here (spares),
  * for the next thread to set up without a mapping of its own.
  *
- * Locks: list_lock (rank 0) guards narenas, the free list, `attached`, the
- * spare slot arrays and appending to the list; it is taken before any arena lock (rank 1), never
+ * Locks: list_lock (rank 0) guards narenas, the free list, `attached` (which
+ * ptm_arenas_purge_idle reads without it, as a hint), the spare slot arrays
+ * and appending to the list; it is taken before any arena lock (rank 1), never
  * while one is held.  The list itself only grows, and is published with
  * release stores, so walking it needs no lock. */
 #include "config.h"
@@ -137,6 +138,8 @@ PTM_COLD ptm_arena_t *ptm_arenas_attach(void)
 
 PTM_COLD void ptm_arenas_purge_idle(const ptm_arena_t *self)
 {
+    if (ptm_params.purge_delay == 0) /* purging is off: due for good */
+        return;
     for (ptm_arena_t *a = &ptm_main_arena; a != NULL; a = __atomic_load_n(&a->next, __ATOMIC_ACQUIRE)) {
         /* Without the lock: hints.  A thread that takes the arena right
          * after this look finds it purged, which does no harm. */
@@ -163,6 +166,23 @@ PTM_COLD void *ptm_arenas_spare_slots(size_t size)
     }
     ptm_unlock(&list_lock);
     return m;
+}
+
+PTM_COLD int ptm_arenas_drop_spare_slots(void)
+{
+    ptm_lock(&list_lock);
+    size_t n = nspare_slots;
+    void *m[SPARE_SLOTS_MAX];
+    size_t size[SPARE_SLOTS_MAX];
+    for (size_t i = 0; i < n; i++) {
+        m[i] = spare_slots[i].m;
+        size[i] = spare_slots[i].size;
+    }
+    nspare_slots = 0;
+    ptm_unlock(&list_lock);
+    for (size_t i = 0; i < n; i++)
+        ptm_os_munmap(m[i], size[i]);
+    return n != 0;
 }
 
 PTM_COLD void ptm_arenas_keep_slots(void *m, size_t size)

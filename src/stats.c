@@ -567,6 +567,8 @@ PTM_EXPORT PTM_COLD int malloc_trim(size_t pad)
         ptm_track_end(track);
         ptm_unlock(&a->lock);
     }
+    /* And what exited threads left for the next ones. */
+    result |= ptm_arenas_drop_spare_slots();
     return result;
 }
 

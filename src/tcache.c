@@ -1,7 +1,8 @@
 /* tcache.c: the slow paths of the per-thread cache: setting a thread up,
  * refilling a bin from the thread's arena, taking and putting chunks in the
- * large bins (and, every so often, giving the thread's arena its chance to
- * purge), flushing bins back to the arenas their chunks belong to, and
+ * large bins, every so often giving the thread's arena and the idle arenas
+ * their chance to purge (ptm_tcache_tick), flushing bins back to the arenas
+ * their chunks belong to, and
  * giving everything back when the thread exits.  Only the owning thread
  * touches its cache; arena locks are taken one at a time, around runs of
  * chunks of the same arena, never by a caller that holds one already

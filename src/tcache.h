@@ -6,8 +6,8 @@
  * (32 .. PTM_TCACHE_MAX_SIZE), up to cap[i] of them (by default 16 of the
  * largest chunks and more of smaller ones: PTM_TCACHE_BIN_BYTES per count, at
  * most PTM_TCACHE_BIN_MAX).  Its chunks' addresses are a stack in the
- * thread's slot array (mapped when the thread is set up, cap[i] slots per
- * bin), growing down, the newest at top[i]:
+ * thread's slot array (mapped when the thread is set up), growing down, the
+ * newest at top[i]:
  *
  *   lim[i]            top[i]                      end[i]
  *     | free slots ...  | newest, ...,     oldest |

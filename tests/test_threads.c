@@ -532,6 +532,24 @@ Test(threads, an_exited_threads_slot_array_goes_to_the_next_thread)
     cr_assert_eq(second, first, "the next thread mapped a slot array of its own");
 }
 
+/* malloc_trim unmaps the slot arrays kept for later threads. */
+Test(threads, malloc_trim_drops_the_slot_arrays_exited_threads_left)
+{
+    void **first = NULL;
+    size_t size = ptm_tcache.slots_size;
+    pthread_t t;
+    pthread_create(&t, NULL, record_slots, &first);
+    pthread_join(t, NULL);
+    cr_assert_not_null(first);
+    unsigned char vec[64];
+    cr_assert_leq(size / 4096, sizeof vec);
+    cr_assert_eq(mincore(first, size, vec), 0, "the slot array was not kept");
+    malloc_trim(0);
+    errno = 0;
+    cr_assert_eq(mincore(first, size, vec), -1, "malloc_trim kept the slot array");
+    cr_assert_eq(errno, ENOMEM);
+}
+
 /* A full bin gives its newer half back (the chunks the program touched
  * last), oldest of them first, so that the fastbin it lands in hands out
  * the newest of them first, as if they had gone there when the program
@@ -884,9 +902,10 @@ Test(threads, an_arena_no_thread_uses_gives_back_what_others_free_into_it)
     ptm_arena_t *a = blocks[IDLE_BLOCKS];
     cr_assert_neq(a, &ptm_main_arena);
     uint64_t before = trimmed_bytes(a);
-    /* Nine blocks in ten: holes of some 26 KiB, the arena's top untouched. */
+    /* 99 blocks in 100: holes of some 290 KiB (whole pages of any size up
+     * to 64 KiB), the arena's top untouched. */
     for (int i = 0; i < IDLE_BLOCKS; i++)
-        if (i % 10 != 9)
+        if (i % 100 != 99)
             free(blocks[i]);
     uint64_t after_frees = trimmed_bytes(a);
     /* Ordinary activity of this thread, in its own arena, for 400 ms. */
@@ -903,7 +922,7 @@ Test(threads, an_arena_no_thread_uses_gives_back_what_others_free_into_it)
     cr_assert_geq(gone, (uint64_t)IDLE_BLOCKS * 3000 / 2,
                   "the idle arena gave back %llu bytes (%llu while the frees ran)", (unsigned long long)gone,
                   (unsigned long long)(after_frees - before));
-    for (int i = 9; i < IDLE_BLOCKS; i += 10)
+    for (int i = 99; i < IDLE_BLOCKS; i += 100)
         free(blocks[i]);
     cr_assert_gt(ptm_heap_check(), 0);
 }
