@@ -240,9 +240,10 @@ static PTM_NOINLINE void *ptm_alloc_slow(size_t n, int zero)
     if (ptm_unlikely(n > PTM_MAX_REQUEST))
         return fail_enomem();
     ptm_tcache_t *tc = thread_cache();
-    if (tc->max_count != 0)
-        ptm_tcache_tick(tc);
     size_t nb = ptm_request2size(n), clear = 0;
+    /* A request for the large bins counts there (ptm_tcache_take_large). */
+    if (tc->max_count != 0 && (nb <= PTM_TCACHE_MAX_SIZE || nb > tc->large_max))
+        ptm_tcache_tick(tc);
     ptm_arena_t *a;
     void *m = cached_large(tc, nb);
     if (m != NULL)

@@ -66,16 +66,20 @@ static PTM_COLD void thread_exit(void *arg)
 
 /* Maps the small bins' slot array (or takes one an exited thread left):
  * PTM_TCACHE_SHALLOW slots for each bin in the first part, where each bin
- * starts, empty, then cap[i] slots of its own for each bin with more (deep
- * slots slots in all).  By default 28 KiB of address space, of which a
- * thread touches the first page and what its fullest bins reach.  When the
- * mapping fails the small bins stay closed (caps 0). */
-static PTM_COLD void map_slots(ptm_tcache_t *tc, size_t deep)
+ * starts, empty, then cap[i] slots of its own for each bin with more.  By
+ * default 28 KiB of address space, of which a thread touches the first page
+ * and what its fullest bins reach.  No array when no small bin caches
+ * anything, nor when the mapping fails: the small bins stay closed (caps
+ * 0). */
+static PTM_COLD void map_slots(ptm_tcache_t *tc)
 {
-    size_t shallow = (PTM_TCACHE_BINS - 2) * PTM_TCACHE_SHALLOW, nslots = 0;
-    for (size_t i = 2; i < PTM_TCACHE_BINS; i++)
-        if (tc->cap[i] != 0)
-            nslots = shallow + deep;
+    size_t shallow = (PTM_TCACHE_BINS - 2) * PTM_TCACHE_SHALLOW, deep = 0;
+    int any = 0;
+    for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
+        any |= tc->cap[i] != 0;
+        deep += tc->cap[i] > PTM_TCACHE_SHALLOW ? tc->cap[i] : 0;
+    }
+    size_t nslots = any ? shallow + deep : 0;
     size_t size = ptm_align_up(nslots * sizeof(void *), ptm_os_page);
     void *m = nslots == 0 ? NULL : ptm_arenas_spare_slots(size);
     if (nslots == 0 || (m == NULL && ptm_os_mmap(size, &m) != 0)) {
@@ -163,7 +167,6 @@ PTM_COLD void ptm_thread_init(ptm_tcache_t *tc)
     tc->max_count = (uint16_t)(count > PTM_TCACHE_COUNT_LIMIT ? PTM_TCACHE_COUNT_LIMIT : count);
     /* Chunks up to this size are cached: none when tcache_max is 0. */
     size_t limit = ptm_params.tcache_max == 0 ? 0 : ptm_request2size(ptm_params.tcache_max);
-    size_t deep = 0;
     for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
         size_t cap = tc->max_count;
         if (scaled) {
@@ -174,9 +177,8 @@ PTM_COLD void ptm_thread_init(ptm_tcache_t *tc)
             cap = 0;
         tc->cap[i] = (uint16_t)cap;
         tc->fill[i] = 1;
-        deep += cap > PTM_TCACHE_SHALLOW ? cap : 0;
     }
-    map_slots(tc, deep);
+    map_slots(tc);
     tc->large_max = limit > PTM_TCACHE_MAX_SIZE && tc->max_count != 0 ? limit : 0;
     tc->ticks = TICKS;
     for (size_t k = 0; k < PTM_TCACHE_LARGE_BINS; k++) {

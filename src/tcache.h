@@ -19,8 +19,9 @@
  *
  * So malloc and free follow no link through the chunks: a use after free
  * cannot steer the cache to an address of its choosing, and malloc reads
- * only the size word of the chunk it hands out, to check it.  A cached chunk's second word holds ptm_tcache_key, for
- * double-free detection.  Above them, large bin k (PTM_TCACHE_BINS ..
+ * only the size word of the chunk it hands out, to check it.  A cached
+ * chunk's second word holds ptm_tcache_key, for double-free detection.
+ * Above them, large bin k (PTM_TCACHE_BINS ..
  * PTM_TCACHE_NBINS - 1) holds chunks of any size in its class, eight classes
  * per doubling from 1 KiB (ptm_tcache_large_index), up to tc->large_max; a
  * request takes the head of its class if that is big enough.  Large bins hold
