@@ -464,6 +464,9 @@ void ptm_arenas_keep_slots(void *m, size_t size);
 /* Unmaps the slot arrays kept for later threads (malloc_trim); returns
  * whether there were any. */
 int ptm_arenas_drop_spare_slots(void);
+/* Bytes of the slot arrays kept for later threads (a hint: read without the
+ * lock, so that a report from a signal handler cannot wait on it). */
+size_t ptm_arenas_spare_slot_bytes(void);
 /* Another arena to retry in when a has no memory, or NULL. */
 ptm_arena_t *ptm_arenas_other(ptm_arena_t *a);
 size_t ptm_arenas_count(void);

@@ -43,6 +43,7 @@ static struct {
     size_t size;
 } spare_slots[SPARE_SLOTS_MAX];
 static size_t nspare_slots;
+static size_t spare_slot_bytes; /* their sizes' sum: written under list_lock */
 
 /* Reads the environment: options, and what PTM_STATS asks for.  Runs once,
  * before the main arena's lock is taken, since it may print warnings and
@@ -161,6 +162,7 @@ PTM_COLD void *ptm_arenas_spare_slots(size_t size)
         if (spare_slots[i].size == size) {
             m = spare_slots[i].m;
             spare_slots[i] = spare_slots[--nspare_slots];
+            __atomic_store_n(&spare_slot_bytes, spare_slot_bytes - size, __ATOMIC_RELAXED);
             break;
         }
     }
@@ -179,10 +181,16 @@ PTM_COLD int ptm_arenas_drop_spare_slots(void)
         size[i] = spare_slots[i].size;
     }
     nspare_slots = 0;
+    __atomic_store_n(&spare_slot_bytes, 0, __ATOMIC_RELAXED);
     ptm_unlock(&list_lock);
     for (size_t i = 0; i < n; i++)
         ptm_os_munmap(m[i], size[i]);
     return n != 0;
+}
+
+PTM_COLD size_t ptm_arenas_spare_slot_bytes(void)
+{
+    return __atomic_load_n(&spare_slot_bytes, __ATOMIC_RELAXED);
 }
 
 PTM_COLD void ptm_arenas_keep_slots(void *m, size_t size)
@@ -192,6 +200,7 @@ PTM_COLD void ptm_arenas_keep_slots(void *m, size_t size)
     if (kept) {
         spare_slots[nspare_slots].m = m;
         spare_slots[nspare_slots++].size = size;
+        __atomic_store_n(&spare_slot_bytes, spare_slot_bytes + size, __ATOMIC_RELAXED);
     }
     ptm_unlock(&list_lock);
     if (!kept)

@@ -19,6 +19,12 @@ ptm_owner_slot_t ptm_owner_root[PTM_OWNER_ROOTS];
 #define STATIC_LEAVES 2
 static ptm_owner_leaf_t static_leaves[STATIC_LEAVES];
 static int static_left = STATIC_LEAVES; /* goes below 0: at most once per slot */
+static size_t leaves; /* installed, static ones included */
+
+PTM_COLD size_t ptm_owner_leaf_bytes(void)
+{
+    return __atomic_load_n(&leaves, __ATOMIC_RELAXED) * sizeof(ptm_owner_leaf_t);
+}
 
 static ptm_owner_leaf_t *new_leaf(void)
 {
@@ -40,8 +46,10 @@ static ptm_owner_leaf_t *leaf_for(uintptr_t a)
     ptm_owner_leaf_t *fresh = new_leaf();
     if (fresh == NULL)
         return NULL;
-    if (__atomic_compare_exchange_n(slot, &l, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    if (__atomic_compare_exchange_n(slot, &l, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        __atomic_add_fetch(&leaves, 1, __ATOMIC_RELAXED);
         return fresh;
+    }
     /* Another thread installed one first.  A static leaf stays unused (it
      * is bss: it costs nothing). */
     if (fresh < static_leaves || fresh >= static_leaves + STATIC_LEAVES)

@@ -27,6 +27,7 @@
 #include "error.h"
 #include "options.h"
 #include "os.h"
+#include "owner.h"
 #include "ptm.h"
 #include "tcache.h"
 #include "track.h"
@@ -272,6 +273,8 @@ PTM_COLD __attribute__((format(printf, 2, 3))) static void out(out_t *o, const c
 struct globals {
     size_t arenas, threads, stacks_in_use, stacks_cached;
     ptm_mmap_stats_t mmap;
+    /* ptm's own mappings besides the arenas' (address space) */
+    size_t slot_bytes, spare_slot_bytes, leaf_bytes;
 };
 
 static PTM_COLD void read_globals(struct globals *g)
@@ -283,6 +286,9 @@ static PTM_COLD void read_globals(struct globals *g)
     g->mmap.bytes = __atomic_load_n(&ptm_mmap_stats.bytes, __ATOMIC_RELAXED);
     g->mmap.max_count = __atomic_load_n(&ptm_mmap_stats.max_count, __ATOMIC_RELAXED);
     g->mmap.max_bytes = __atomic_load_n(&ptm_mmap_stats.max_bytes, __ATOMIC_RELAXED);
+    g->slot_bytes = __atomic_load_n(&ptm_tcache_slot_bytes, __ATOMIC_RELAXED);
+    g->spare_slot_bytes = ptm_arenas_spare_slot_bytes();
+    g->leaf_bytes = ptm_owner_leaf_bytes();
 }
 
 static PTM_COLD void text_arena(out_t *o, const snapshot_t *s, const char *title)
@@ -368,15 +374,20 @@ static PTM_COLD void report(out_t *o, int format)
         json_arena(o, &total, 1);
         out(o, ",\n    \"mmapped_chunks\": %zu, \"mmapped_bytes\": %zu, \"max_mmapped_chunks\": %zu, "
                "\"max_mmapped_bytes\": %zu, \"arenas\": %zu, \"threads\": %zu, "
-               "\"stacks_in_use\": %zu, \"stacks_cached\": %zu}}\n",
+               "\"stacks_in_use\": %zu, \"stacks_cached\": %zu,\n    \"metadata_bytes\": %zu, "
+               "\"slot_array_bytes\": %zu, \"spare_slot_array_bytes\": %zu, \"owner_map_leaf_bytes\": %zu}}\n",
             g.mmap.count, g.mmap.bytes, g.mmap.max_count, g.mmap.max_bytes, g.arenas, g.threads,
-            g.stacks_in_use, g.stacks_cached);
+            g.stacks_in_use, g.stacks_cached, g.slot_bytes + g.spare_slot_bytes + g.leaf_bytes, g.slot_bytes,
+            g.spare_slot_bytes, g.leaf_bytes);
     } else {
         text_arena(o, &total, "total (arenas and mmapped chunks):");
         out(o, "  mmapped chunks      %14zu  (%zu bytes; peak %zu chunks, %zu bytes)\n", g.mmap.count,
             g.mmap.bytes, g.mmap.max_count, g.mmap.max_bytes);
         out(o, "  arenas %zu, threads %zu, thread stacks in use %zu, cached %zu\n", g.arenas, g.threads,
             g.stacks_in_use, g.stacks_cached);
+        out(o, "  metadata mapped     %14zu  (thread cache slot arrays %zu, kept for new threads %zu; "
+               "ownership map leaves %zu)\n",
+            g.slot_bytes + g.spare_slot_bytes + g.leaf_bytes, g.slot_bytes, g.spare_slot_bytes, g.leaf_bytes);
     }
     out_flush(o);
 }

@@ -21,6 +21,7 @@
 
 __thread ptm_tcache_t ptm_tcache __attribute__((tls_model("initial-exec")));
 uintptr_t ptm_tcache_key;
+size_t ptm_tcache_slot_bytes;
 
 #define BIN_OF_8(k) (k) + 1, (k) + 2, (k) + 3, (k) + 4, (k) + 5, (k) + 6, (k) + 7, (k) + 8
 const uint8_t ptm_tcache_bin_of[PTM_TCACHE_BINS - 1] = {
@@ -89,6 +90,7 @@ static PTM_COLD void map_slots(ptm_tcache_t *tc)
     }
     tc->slots = m;
     tc->slots_size = size;
+    __atomic_add_fetch(&ptm_tcache_slot_bytes, size, __ATOMIC_RELAXED);
     void **first = m, **at = first + shallow;
     for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
         unsigned n = tc->cap[i] < PTM_TCACHE_SHALLOW ? tc->cap[i] : PTM_TCACHE_SHALLOW;
@@ -124,8 +126,10 @@ PTM_COLD void ptm_tcache_close(ptm_tcache_t *tc)
         tc->top[i] = tc->end[i] = tc->lim[i] = tc->deep_end[i] = NULL;
     for (size_t k = 0; k < PTM_TCACHE_LARGE_BINS; k++)
         tc->large_room[k] = 0;
-    if (tc->slots != NULL)
+    if (tc->slots != NULL) {
+        __atomic_sub_fetch(&ptm_tcache_slot_bytes, tc->slots_size, __ATOMIC_RELAXED);
         ptm_arenas_keep_slots(tc->slots, tc->slots_size);
+    }
     tc->slots = NULL;
     tc->slots_size = 0;
     tc->large_max = 0;

@@ -91,6 +91,8 @@ static const char *json_checker =
     "        assert a['peak_in_use_bytes'] >= a['in_use_bytes'], a\n"
     "    assert t['system_bytes'] == sum(a['system_bytes'] for a in d['arenas']) + t['mmapped_bytes']\n"
     "    assert t['system_bytes'] == t['in_use_bytes'] + t['free_bytes'], t\n"
+    "    assert t['metadata_bytes'] == t['slot_array_bytes'] + t['spare_slot_array_bytes'] + t['owner_map_leaf_bytes'], t\n"
+    "    assert t['slot_array_bytes'] > 0 and t['owner_map_leaf_bytes'] > 0, t\n"
     "print(len(docs), max(len(d['arenas']) for d in docs), docs[-1]['totals']['calls']['malloc_calls'])\n";
 
 /* Runs the checker on path; returns its stdout ("reports arenas mallocs"). */
@@ -146,19 +148,48 @@ Test(stats, json_report_parses_and_balances)
     free(mid);
 }
 
-/* The totals' malloc_calls in a JSON report printed now. */
-static unsigned long long malloc_calls_now(void)
+/* Field name of the totals in a JSON report printed now. */
+static unsigned long long total_now(const char *name)
 {
-    char path[] = "/tmp/ptm-calls-XXXXXX";
+    char path[] = "/tmp/ptm-calls-XXXXXX", key[64];
     int fd = mkstemp(path);
     ptm_stats_print(fd, PTM_STATS_JSON);
     close(fd);
     char *t = strstr(read_file(path), "\"totals\"");
     cr_assert_not_null(t);
-    char *c = strstr(t, "\"malloc_calls\": ");
-    cr_assert_not_null(c);
+    snprintf(key, sizeof key, "\"%s\": ", name);
+    char *c = strstr(t, key);
+    cr_assert_not_null(c, "no %s in the totals", name);
     unlink(path);
-    return strtoull(c + strlen("\"malloc_calls\": "), NULL, 10);
+    return strtoull(c + strlen(key), NULL, 10);
+}
+
+static unsigned long long malloc_calls_now(void)
+{
+    return total_now("malloc_calls");
+}
+
+static void *one_malloc(void *arg)
+{
+    (void)arg;
+    free(malloc(100));
+    return NULL;
+}
+
+Test(stats, metadata_counts_the_slot_arrays_of_live_and_exited_threads)
+{
+    free(malloc(10));
+    unsigned long long live = total_now("slot_array_bytes"), spare = total_now("spare_slot_array_bytes");
+    cr_assert_gt(live, 0, "the main thread's slot array is not counted");
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, one_malloc, NULL), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    /* The thread's array, at least a page, went to the spares. */
+    cr_assert_eq(total_now("slot_array_bytes"), live);
+    cr_assert_geq(total_now("spare_slot_array_bytes"), spare + 4096);
+    malloc_trim(0);
+    cr_assert_eq(total_now("spare_slot_array_bytes"), 0, "malloc_trim unmapped the spares but they are still counted");
+    cr_assert_eq(total_now("metadata_bytes"), live + total_now("owner_map_leaf_bytes"));
 }
 
 Test(stats, calls_are_counted_exactly_and_printing_does_not_allocate)
@@ -262,7 +293,7 @@ Test(stats, text_report_names_every_section)
     const char *want[] = {"ptm ", "arena 0", "system bytes", "in use bytes", "free bytes", "tcache", "fast",
                           "small", "large", "unsorted", "top", "malloc_calls", "free_calls", "calloc_calls",
                           "realloc_calls", "memalign_calls", "trims", "trimmed_bytes", "mmapped chunks",
-                          "arenas", "threads", "thread stacks"};
+                          "arenas", "threads", "thread stacks", "metadata mapped", "slot arrays"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         cr_assert_not_null(strstr(t, want[i]), "text report lacks '%s':\n%s", want[i], t);
     free(sink);
