@@ -63,8 +63,8 @@ _Static_assert(PTM_OWNER_LEAF_SHIFT - PTM_OWNER_HEAP_SHIFT <= 6, "heap bits: one
 
 extern ptm_owner_slot_t ptm_owner_root[PTM_OWNER_ROOTS];
 
-/* Bytes of the leaves in use (address space: a leaf's pages are resident
- * only once marks touch them). */
+/* Bytes of the leaves in use, the two in ptm's bss among them (address
+ * space: a leaf's pages are resident only once marks touch them). */
 size_t ptm_owner_leaf_bytes(void);
 
 /* The slot for address a, or NULL beyond what the map covers. */

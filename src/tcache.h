@@ -159,7 +159,9 @@ PTM_INLINE void *ptm_tcache_newest(const ptm_tcache_t *tc, size_t i)
 extern __thread ptm_tcache_t ptm_tcache __attribute__((tls_model("initial-exec")));
 /* Random per process; marks a chunk as cached, for double-free detection. */
 extern uintptr_t ptm_tcache_key;
-/* Bytes of the slot arrays of the threads set up and not yet exited. */
+/* Bytes of the slot arrays of the threads set up and not yet exited (in
+ * a fork child, also those of the threads that did not survive the fork:
+ * like their cached chunks, their arrays stay mapped, as in glibc). */
 extern size_t ptm_tcache_slot_bytes;
 
 /* The bin for a request of n <= PTM_TCACHE_MAX_REQUEST bytes: its chunk

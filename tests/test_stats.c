@@ -169,27 +169,52 @@ static unsigned long long malloc_calls_now(void)
     return total_now("malloc_calls");
 }
 
-static void *one_malloc(void *arg)
+/* A thread that mallocs (so its cache, with its slot array, is set up) and
+ * waits for the test to let it exit. */
+static pthread_barrier_t set_up, may_exit;
+
+static void *cache_and_wait(void *arg)
 {
     (void)arg;
     free(malloc(100));
+    pthread_barrier_wait(&set_up);
+    pthread_barrier_wait(&may_exit);
     return NULL;
 }
 
 Test(stats, metadata_counts_the_slot_arrays_of_live_and_exited_threads)
 {
+    pthread_barrier_init(&set_up, NULL, 2);
+    pthread_barrier_init(&may_exit, NULL, 2);
     free(malloc(10));
-    unsigned long long live = total_now("slot_array_bytes"), spare = total_now("spare_slot_array_bytes");
+    malloc_trim(0);
+    cr_assert_eq(total_now("spare_slot_array_bytes"), 0, "malloc_trim left spare slot arrays counted");
+    unsigned long long live = total_now("slot_array_bytes");
     cr_assert_gt(live, 0, "the main thread's slot array is not counted");
+    /* A live thread's array (at least a page) counts as in use; when the
+     * thread exits it moves to the spares. */
     pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, one_malloc, NULL), 0);
+    cr_assert_eq(pthread_create(&t, NULL, cache_and_wait, NULL), 0);
+    pthread_barrier_wait(&set_up);
+    unsigned long long with_thread = total_now("slot_array_bytes");
+    cr_assert_geq(with_thread, live + 4096, "a live thread's slot array is not counted");
+    pthread_barrier_wait(&may_exit);
     cr_assert_eq(pthread_join(t, NULL), 0);
-    /* The thread's array, at least a page, went to the spares. */
-    cr_assert_eq(total_now("slot_array_bytes"), live);
-    cr_assert_geq(total_now("spare_slot_array_bytes"), spare + 4096);
+    unsigned long long spare = total_now("spare_slot_array_bytes");
+    cr_assert_geq(spare, with_thread - live, "an exited thread's slot array is not counted as spare");
+    cr_assert_eq(total_now("metadata_bytes"),
+                 total_now("slot_array_bytes") + spare + total_now("owner_map_leaf_bytes"));
+    /* The next thread takes it from the spares. */
+    cr_assert_eq(pthread_create(&t, NULL, cache_and_wait, NULL), 0);
+    pthread_barrier_wait(&set_up);
+    cr_assert_eq(total_now("spare_slot_array_bytes"), spare - (with_thread - live),
+                 "a reused slot array is still counted as spare");
+    pthread_barrier_wait(&may_exit);
+    cr_assert_eq(pthread_join(t, NULL), 0);
     malloc_trim(0);
     cr_assert_eq(total_now("spare_slot_array_bytes"), 0, "malloc_trim unmapped the spares but they are still counted");
-    cr_assert_eq(total_now("metadata_bytes"), live + total_now("owner_map_leaf_bytes"));
+    pthread_barrier_destroy(&set_up);
+    pthread_barrier_destroy(&may_exit);
 }
 
 Test(stats, calls_are_counted_exactly_and_printing_does_not_allocate)
