@@ -368,14 +368,25 @@ static PTM_NOINLINE PTM_COLD void check_not_freed(ptm_chunk_t *p)
 {
     ptm_tcache_t *tc = &ptm_tcache;
     size_t size = ptm_csize(p);
-    if (tc->max_count != 0)
-        ptm_tcache_check_double_free(tc, ptm_tcache_bin(size), ptm_chunk2mem(p));
+    if (tc->max_count != 0) {
+        int cachable = size <= PTM_TCACHE_MAX_SIZE || size <= tc->large_max;
+        ptm_tcache_check_double_free(tc, cachable ? ptm_tcache_bin(size) : PTM_TCACHE_NBINS, ptm_chunk2mem(p));
+    }
     if (size <= ptm_params.max_fast) {
         ptm_arena_t *a = ptm_arena_of(p);
         ptm_lock(&a->lock);
         ptm_fastbin_check_double_free(a, ptm_fast_index(size), p);
         ptm_unlock(&a->lock);
     }
+}
+
+/* Whether chunk p (not mapped) belongs to another arena than the thread's,
+ * one no thread uses: it goes to the remote buffer, not into the cache
+ * (ptm_tcache_put_remote). */
+PTM_INLINE int idle_arenas_chunk(const ptm_tcache_t *tc, const ptm_chunk_t *p)
+{
+    const ptm_arena_t *a = ptm_arena_of(p);
+    return a != tc->arena && __atomic_load_n(&a->attached, __ATOMIC_RELAXED) == 0;
 }
 
 /* Puts chunk p (block mem, size bytes, not mapped) in the thread cache, if
@@ -385,6 +396,10 @@ PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t s
     size_t i = size >> 4;
     if (tc->max_count == 0)
         return 0;
+    /* Before the tests of size: a block waiting in the remote buffer may
+     * be of any size the cache takes, and is still in use for its arena. */
+    if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key) && ptm_params.check_action != PTM_CHECK_OFF)
+        check_not_freed(p);
     if (size <= PTM_TCACHE_MAX_SIZE) {
         if (tc->cap[i] == 0)
             return 0;
@@ -395,8 +410,8 @@ PTM_INLINE int cache_chunk(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem, size_t s
         if (!ptm_tcache_large_wanted(tc, p, size, i))
             return 0;
     }
-    if (ptm_unlikely(((void **)mem)[1] == (void *)ptm_tcache_key) && ptm_params.check_action != PTM_CHECK_OFF)
-        check_not_freed(p);
+    if (ptm_unlikely(idle_arenas_chunk(tc, p)))
+        return ptm_tcache_put_remote(tc, mem, size);
     if (i >= PTM_TCACHE_BINS) {
         ptm_tcache_put_large(tc, p, size, i);
         return 1;
@@ -448,6 +463,19 @@ static PTM_NOINLINE void free_large(ptm_tcache_t *tc, void *mem, size_t head)
     free_to_arena(p);
 }
 
+/* free of block mem (chunk p, passing ptm_arena_chunk's test) of an arena
+ * no thread uses: to the remote buffer, if the cache would have taken it
+ * (ptm_tcache_put_remote); a block carrying the cache's key, or anything
+ * else, goes the slow way. */
+static PTM_NOINLINE void free_idle_arenas(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem)
+{
+    size_t size = ptm_csize(p);
+    int cached = size <= PTM_TCACHE_MAX_SIZE ? tc->cap[size >> 4] != 0 : size <= tc->large_max;
+    if (((uintptr_t *)mem)[1] == tc->key || size < PTM_MIN_CHUNK || !cached ||
+        !ptm_tcache_put_remote(tc, mem, size))
+        ptm_free_slow(mem);
+}
+
 /* free without counting the call.  The first test proves mem 16-aligned and
  * inside the oldest segment of the thread's arena, so its header can be read
  * (a null, foreign or misaligned pointer fails it).  A block of another
@@ -467,8 +495,13 @@ PTM_INLINE void free_impl(ptm_tcache_t *tc, void *mem)
         /* A block of the thread's own arena outside the extent the first
          * test knows: the oldest segment may have grown (if the block is in
          * a newer one, the refresh changes nothing). */
-        if (ptm_unlikely(ptm_arena_of(p) == tc->arena))
+        ptm_arena_t *a = ptm_arena_of(p);
+        if (ptm_unlikely(a == tc->arena)) {
             ptm_tcache_own_refresh(tc);
+        } else if (ptm_unlikely(__atomic_load_n(&a->attached, __ATOMIC_RELAXED) == 0)) {
+            free_idle_arenas(tc, p, mem);
+            return;
+        }
     }
     size_t head = p->size;
     uintptr_t key = tc->key;

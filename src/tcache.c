@@ -80,7 +80,7 @@ static PTM_COLD void map_slots(ptm_tcache_t *tc)
         any |= tc->cap[i] != 0;
         deep += tc->cap[i] > PTM_TCACHE_SHALLOW ? tc->cap[i] : 0;
     }
-    size_t nslots = any ? shallow + deep : 0;
+    size_t nslots = any ? shallow + deep + PTM_TCACHE_REMOTE : 0;
     size_t size = ptm_align_up(nslots * sizeof(void *), ptm_os_page);
     void *m = nslots == 0 ? NULL : ptm_arenas_spare_slots(size);
     if (nslots == 0 || (m == NULL && ptm_os_mmap(size, &m) != 0)) {
@@ -92,6 +92,9 @@ static PTM_COLD void map_slots(ptm_tcache_t *tc)
     tc->slots_size = size;
     __atomic_add_fetch(&ptm_tcache_slot_bytes, size, __ATOMIC_RELAXED);
     void **first = m, **at = first + shallow;
+    tc->remote = first + shallow + deep;
+    tc->nremote = 0;
+    tc->remote_bytes = 0;
     for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
         unsigned n = tc->cap[i] < PTM_TCACHE_SHALLOW ? tc->cap[i] : PTM_TCACHE_SHALLOW;
         tc->top[i] = tc->end[i] = first + (i - 1) * PTM_TCACHE_SHALLOW;
@@ -132,6 +135,7 @@ PTM_COLD void ptm_tcache_close(ptm_tcache_t *tc)
     }
     tc->slots = NULL;
     tc->slots_size = 0;
+    tc->remote = NULL;
     tc->large_max = 0;
     tc->own_n = 0;
 }
@@ -213,6 +217,11 @@ void ptm_tcache_corrupt(const void *next)
 
 PTM_COLD void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem)
 {
+    for (unsigned j = 0; j < tc->nremote; j++)
+        if (ptm_unlikely(tc->remote[j] == mem))
+            ptm_corrupt("free(): double free detected in tcache 2");
+    if (i >= PTM_TCACHE_NBINS)
+        return; /* no bin takes its size */
     if (i < PTM_TCACHE_BINS) {
         for (void **t = tc->top[i]; t != tc->end[i]; t++)
             if (ptm_unlikely(*t == mem))
@@ -351,8 +360,41 @@ void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep)
         tc->large_map &= ~((uint64_t)1 << k);
 }
 
+void ptm_tcache_flush_remote(ptm_tcache_t *tc)
+{
+    size_t n = tc->nremote;
+    if (n == 0)
+        return;
+    /* Highest address first: free_array frees from the end, so each
+     * arena's blocks go together (one lock), and neighbours as runs. */
+    void **v = tc->remote;
+    for (size_t j = 1; j < n; j++) {
+        void *e = v[j];
+        size_t k = j;
+        for (; k > 0 && (uintptr_t)v[k - 1] < (uintptr_t)e; k--)
+            v[k] = v[k - 1];
+        v[k] = e;
+    }
+    tc->nremote = 0;
+    tc->remote_bytes = 0;
+    free_array(v, n, NULL);
+}
+
+int ptm_tcache_put_remote(ptm_tcache_t *tc, void *mem, size_t size)
+{
+    if (tc->remote == NULL)
+        return 0;
+    if (tc->nremote == PTM_TCACHE_REMOTE || tc->remote_bytes + size > PTM_TCACHE_REMOTE_BYTES)
+        ptm_tcache_flush_remote(tc);
+    tc->remote_bytes += size;
+    ((void **)mem)[1] = (void *)ptm_tcache_key;
+    tc->remote[tc->nremote++] = mem;
+    return 1;
+}
+
 PTM_COLD void ptm_tcache_flush_all(ptm_tcache_t *tc)
 {
+    ptm_tcache_flush_remote(tc);
     for (size_t i = 2; i < PTM_TCACHE_NBINS; i++)
         ptm_tcache_flush_bin(tc, i, 0);
 }
@@ -362,6 +404,9 @@ void ptm_tcache_tick(ptm_tcache_t *tc)
     if (--tc->ticks > 0)
         return;
     tc->ticks = TICKS;
+    /* Blocks of idle arenas do not wait for a full buffer: the arenas
+     * cannot shrink while they do. */
+    ptm_tcache_flush_remote(tc);
     ptm_arena_t *a = tc->arena;
     ptm_arenas_purge_idle(a);
     if (!ptm_purge_due(a)) /* without the lock: a hint */
@@ -533,6 +578,23 @@ PTM_COLD size_t ptm_tcache_check(ptm_tcache_t *tc)
         }
         total += n;
     }
+    size_t remote_bytes = 0;
+    for (unsigned j = 0; j < tc->nremote; j++) {
+        const void *e = tc->remote[j];
+        const ptm_chunk_t *p = ptm_mem2chunk(e);
+        if (ptm_misaligned(e) || ptm_is_mmapped(p) || ((void *const *)e)[1] != (void *)ptm_tcache_key ||
+            !ptm_inuse(p) || ptm_arena_of(p) == tc->arena) {
+            ptm_dprintf(2, "ptm_heap_check(): bad thread-cache remote entry at %p\n", e);
+            ptm_corrupt("ptm_heap_check(): thread cache corrupted");
+        }
+        remote_bytes += ptm_csize(p);
+    }
+    if (tc->nremote > PTM_TCACHE_REMOTE || remote_bytes != tc->remote_bytes) {
+        ptm_dprintf(2, "ptm_heap_check(): thread-cache remote buffer holds %zu bytes, count %zu\n", remote_bytes,
+                    tc->remote_bytes);
+        ptm_corrupt("ptm_heap_check(): thread cache corrupted");
+    }
+    total += tc->nremote;
     if (large_bytes != tc->large_bytes) {
         ptm_dprintf(2, "ptm_heap_check(): thread-cache large bins hold %zu bytes, count %zu\n",
                     large_bytes, tc->large_bytes);

@@ -92,6 +92,11 @@
  * most PTM_TCACHE_LARGE_MAX_COUNT chunks. */
 #define PTM_TCACHE_LARGE_BYTES ((size_t)256 << 10)
 #define PTM_TCACHE_LARGE_MAX_COUNT 16
+/* Blocks of arenas no thread uses wait, freed, in a buffer of this many
+ * (at the end of the slot array) and this many bytes, to go back to their
+ * arenas together (ptm_tcache_put_remote). */
+#define PTM_TCACHE_REMOTE 64u
+#define PTM_TCACHE_REMOTE_BYTES ((size_t)256 << 10)
 
 struct ptm_arena;
 
@@ -106,6 +111,9 @@ typedef struct ptm_tcache {
     void **deep_end[PTM_TCACHE_BINS];
     void **slots;       /* the small bins' slot array, slots_size bytes */
     size_t slots_size;
+    void **remote;        /* PTM_TCACHE_REMOTE slots past the bins' (NULL: none) */
+    unsigned nremote;     /* blocks in them */
+    size_t remote_bytes;  /* their chunks' bytes */
     void *large_heads[PTM_TCACHE_LARGE_BINS];
     uint16_t large_room[PTM_TCACHE_LARGE_BINS]; /* chunks large bin k takes yet */
     uint16_t cap[PTM_TCACHE_NBINS]; /* most chunks bin i holds; 0 above tcache_max */
@@ -319,8 +327,9 @@ PTM_INLINE int ptm_tcache_large_wanted(ptm_tcache_t *tc, const ptm_chunk_t *p, s
 /* ---- tcache.c ---- */
 /* Sets up the calling thread: arena, cache size, exit handler. */
 void ptm_thread_init(ptm_tcache_t *tc);
-/* mem carries the cache key: aborts if it is really in the cache (a double
- * free), returns if the key was the user's data. */
+/* mem carries the cache key: aborts if it is really in the cache, bin i or
+ * the remote buffer (a double free), returns if the key was the user's
+ * data.  i is PTM_TCACHE_NBINS for a size no bin takes. */
 void ptm_tcache_check_double_free(ptm_tcache_t *tc, size_t i, void *mem);
 /* A chunk of at least nb bytes (PTM_TCACHE_MAX_SIZE < nb <= tc->large_max)
  * from its large bin, or NULL. */
@@ -341,6 +350,23 @@ void ptm_tcache_flush_bin(ptm_tcache_t *tc, size_t i, unsigned keep);
 void *ptm_tcache_refill(ptm_tcache_t *tc, struct ptm_arena *a, size_t nb);
 /* Returns every cached chunk to its arena. */
 void ptm_tcache_flush_all(ptm_tcache_t *tc);
+/* Takes mem (a chunk of size bytes, not mapped, checked as free checks a
+ * block it caches), being freed, of an arena no thread uses (other than the
+ * thread's own): it waits in the remote buffer and goes back to its arena
+ * with the others when the buffer fills, or at the next tick.  The thread
+ * never hands it out: cached and reused, a block of another arena becomes
+ * one of this thread's, as likely as not a long-lived one, and threads that
+ * free the blocks of threads gone before them (a pool whose workers come
+ * and go) would scatter their live blocks over every arena, so that none
+ * could shrink.  A program running waves of 8 threads, each freeing the
+ * blocks the previous wave left: peak RSS 31 to 41 MB with such blocks
+ * cached, 21.5 to 25 MB without (glibc 23 to 37; no cache at all 15 to 16).
+ * Blocks of arenas in use are cached as before: threads that free each
+ * other's blocks reuse them without a lock.  Returns 0 (and takes nothing)
+ * when the thread has no buffer. */
+int ptm_tcache_put_remote(ptm_tcache_t *tc, void *mem, size_t size);
+/* Returns the remote buffer's blocks to their arenas. */
+void ptm_tcache_flush_remote(ptm_tcache_t *tc);
 /* Returns every cached chunk to its arena and turns the cache off: later
  * calls of the thread take the slow paths. */
 void ptm_tcache_close(ptm_tcache_t *tc);

@@ -343,6 +343,10 @@ static ptm_arena_t *fresh_arena(void)
     ptm_tcache_flush_all(&ptm_tcache);
     ptm_arena_t *a = ptm_heap_new_arena();
     cr_assert_not_null(a, "no memory for a new arena");
+    /* As if a thread used it: the blocks of an arena no thread uses go
+     * back to it when freed, not into the freeing thread's cache, and these
+     * tests are about the cache. */
+    a->attached = 1;
     return a;
 }
 

@@ -147,6 +147,35 @@ static void double_free_sized(size_t n)
 
 static void double_free_small(void) { double_free_sized(2000); }
 
+static void *malloc_two(void *arg)
+{
+    void **out = arg;
+    out[0] = malloc(200);
+    out[1] = malloc(3000);
+    return NULL;
+}
+
+/* Blocks of an exited thread's arena wait in the remote buffer, not in a
+ * bin: freed again there, small or large, they are caught all the same. */
+static void double_free_of_an_idle_arenas_block(size_t which)
+{
+    free(malloc(1));
+    void *got[2];
+    pthread_t t;
+    pthread_create(&t, NULL, malloc_two, got);
+    pthread_join(t, NULL);
+    free(got[which]);
+    free(got[which]);
+}
+static void double_free_idle_small(void) { double_free_of_an_idle_arenas_block(0); }
+static void double_free_idle_large(void) { double_free_of_an_idle_arenas_block(1); }
+
+Test(misuse, double_free_of_an_idle_arenas_block)
+{
+    expect_abort(double_free_idle_small, "free(): double free detected in tcache 2");
+    expect_abort(double_free_idle_large, "free(): double free detected in tcache 2");
+}
+
 Test(misuse, double_free_in_the_thread_cache)
 {
     expect_abort(double_free_cached, "free(): double free detected in tcache 2");

@@ -587,12 +587,41 @@ Test(threads, a_full_cache_bin_gives_its_older_half_back_oldest_first)
     in_new_thread(flush_in_order);
 }
 
+/* Mallocs a block for the test, and waits until the test lets it exit:
+ * until then its arena is in use. */
+static pthread_barrier_t allocated, may_exit;
+
 static void *malloc_in_thread(void *arg)
 {
     void **out = arg;
     out[0] = malloc(200);
     out[1] = ptm_tcache.arena;
+    pthread_barrier_wait(&allocated);
+    pthread_barrier_wait(&may_exit);
     return NULL;
+}
+
+/* Starts malloc_in_thread; with wait_exit, returns after the thread exited,
+ * else while it lives (join it with let_exit). */
+static pthread_t start_malloc_thread(void **got, int wait_exit)
+{
+    pthread_barrier_init(&allocated, NULL, 2);
+    pthread_barrier_init(&may_exit, NULL, 2);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, malloc_in_thread, got), 0);
+    pthread_barrier_wait(&allocated);
+    cr_assert_neq(got[1], ptm_tcache.arena, "the thread shared this thread's arena");
+    if (wait_exit) {
+        pthread_barrier_wait(&may_exit);
+        pthread_join(t, NULL);
+    }
+    return t;
+}
+
+static void let_exit(pthread_t t)
+{
+    pthread_barrier_wait(&may_exit);
+    pthread_join(t, NULL);
 }
 
 Test(threads, another_arenas_block_freed_here_serves_this_threads_next_request)
@@ -600,10 +629,7 @@ Test(threads, another_arenas_block_freed_here_serves_this_threads_next_request)
     sink = malloc(1);
     free(sink);
     void *got[2];
-    pthread_t t;
-    pthread_create(&t, NULL, malloc_in_thread, got);
-    pthread_join(t, NULL);
-    cr_assert_neq(got[1], ptm_tcache.arena, "the thread shared this thread's arena");
+    pthread_t t = start_malloc_thread(got, 0);
     size_t bin = ptm_tcache_index(200);
     unsigned before = ptm_tcache_count(&ptm_tcache, bin);
     free(got[0]);
@@ -611,6 +637,51 @@ Test(threads, another_arenas_block_freed_here_serves_this_threads_next_request)
     void *q = malloc(200);
     cr_assert_eq(q, got[0], "the cached block of the other arena was not handed out");
     free(q);
+    let_exit(t);
+    ptm_heap_check();
+}
+
+/* Whether mem lies in a free chunk of arena a: its top, a bin or a
+ * fastbin. */
+static int free_in_arena(ptm_arena_t *a, void *mem)
+{
+    int found = 0;
+    ptm_lock(&a->lock);
+    ptm_chunk_t *c = a->top;
+    found |= (char *)mem >= (char *)c && (char *)mem < (char *)c + ptm_csize(c);
+    for (unsigned i = 1; i < PTM_NBINS; i++) {
+        ptm_chunk_t *bin = ptm_bin_at(a, i);
+        for (c = bin->fd; c != bin; c = c->fd)
+            found |= (char *)mem >= (char *)c && (char *)mem < (char *)c + ptm_csize(c);
+    }
+    for (unsigned i = 0; i < PTM_NFASTBINS; i++)
+        for (c = a->fastbins[i]; c != NULL; c = ptm_fast_next(c))
+            found |= (char *)mem >= (char *)c && (char *)mem < (char *)c + ptm_csize(c);
+    ptm_unlock(&a->lock);
+    return found;
+}
+
+Test(threads, a_block_of_an_arena_no_thread_uses_goes_back_to_it_when_freed)
+{
+    sink = malloc(1);
+    free(sink);
+    void *got[2];
+    start_malloc_thread(got, 1);
+    ptm_arena_t *a = got[1];
+    cr_assert_eq(__atomic_load_n(&a->attached, __ATOMIC_RELAXED), 0, "the thread's arena is still in use");
+    size_t bin = ptm_tcache_index(200);
+    unsigned before = ptm_tcache_count(&ptm_tcache, bin);
+    cr_assert_not(free_in_arena(a, got[0]));
+    free(got[0]);
+    cr_assert_eq(ptm_tcache_count(&ptm_tcache, bin), before, "the idle arena's block went into this thread's cache");
+    void *q = malloc(200);
+    cr_assert_neq(q, got[0], "the idle arena's block was handed out again");
+    free(q);
+    /* It waits with the other arenas' blocks, then goes back together. */
+    cr_assert_eq(ptm_tcache.nremote, 1);
+    ptm_heap_check();
+    ptm_tcache_flush_remote(&ptm_tcache);
+    cr_assert(free_in_arena(a, got[0]), "the block is not free in its own arena");
     ptm_heap_check();
 }
 
