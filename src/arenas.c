@@ -132,7 +132,8 @@ PTM_COLD ptm_arena_t *ptm_arenas_attach(void)
     }
     if (a == NULL)
         a = pick_existing();
-    a->attached++;
+    /* Written under list_lock, read without it by free (a hint): atomic. */
+    __atomic_store_n(&a->attached, a->attached + 1, __ATOMIC_RELAXED);
     ptm_unlock(&list_lock);
     return a;
 }
@@ -211,7 +212,8 @@ PTM_COLD void ptm_arenas_detach(ptm_arena_t *a)
 {
     ptm_lock(&list_lock);
     ptm_assert(a->attached > 0);
-    if (--a->attached == 0) {
+    __atomic_store_n(&a->attached, a->attached - 1, __ATOMIC_RELAXED);
+    if (a->attached == 0) {
         /* Before the arena goes on the free list: a thread that takes it
          * from there builds its own hold, which this must not drop. */
         ptm_lock(&a->lock);
@@ -262,7 +264,7 @@ PTM_COLD void ptm_arenas_postfork_child(ptm_arena_t *mine)
     for (ptm_arena_t *a = &ptm_main_arena; a != NULL; a = a->next) {
         ptm_lock_reinit(&a->lock);
         a->next_free = NULL;
-        a->attached = a == mine ? 1 : 0;
+        __atomic_store_n(&a->attached, a == mine ? 1 : 0, __ATOMIC_RELAXED);
         if (a->attached == 0 && (a != &ptm_main_arena || main_claimed)) {
             a->next_free = free_list;
             free_list = a;

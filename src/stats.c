@@ -559,6 +559,9 @@ PTM_EXPORT PTM_COLD int malloc_trim(size_t pad)
 {
     ptm_ensure_init();
     int result = 0;
+    /* Blocks of idle arenas the caller freed go back first: they may be
+     * what keeps those arenas from shrinking. */
+    ptm_tcache_flush_remote(&ptm_tcache);
     FOR_EACH_ARENA(a)
     {
         ptm_lock(&a->lock);

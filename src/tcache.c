@@ -579,6 +579,10 @@ PTM_COLD size_t ptm_tcache_check(ptm_tcache_t *tc)
         total += n;
     }
     size_t remote_bytes = 0;
+    if (tc->nremote > PTM_TCACHE_REMOTE || (tc->nremote != 0 && tc->remote == NULL)) {
+        ptm_dprintf(2, "ptm_heap_check(): thread-cache remote buffer counts %u blocks\n", tc->nremote);
+        ptm_corrupt("ptm_heap_check(): thread cache corrupted");
+    }
     for (unsigned j = 0; j < tc->nremote; j++) {
         const void *e = tc->remote[j];
         const ptm_chunk_t *p = ptm_mem2chunk(e);
@@ -589,7 +593,7 @@ PTM_COLD size_t ptm_tcache_check(ptm_tcache_t *tc)
         }
         remote_bytes += ptm_csize(p);
     }
-    if (tc->nremote > PTM_TCACHE_REMOTE || remote_bytes != tc->remote_bytes) {
+    if (remote_bytes != tc->remote_bytes) {
         ptm_dprintf(2, "ptm_heap_check(): thread-cache remote buffer holds %zu bytes, count %zu\n", remote_bytes,
                     tc->remote_bytes);
         ptm_corrupt("ptm_heap_check(): thread cache corrupted");

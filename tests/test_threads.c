@@ -674,13 +674,18 @@ Test(threads, a_block_of_an_arena_no_thread_uses_goes_back_to_it_when_freed)
     cr_assert_not(free_in_arena(a, got[0]));
     free(got[0]);
     cr_assert_eq(ptm_tcache_count(&ptm_tcache, bin), before, "the idle arena's block went into this thread's cache");
+    /* It waits with the other arenas' blocks, then goes back together (no
+     * tick in between: a tick empties the buffer too). */
+    cr_assert_eq(ptm_tcache.nremote, 1);
+    ptm_tcache.ticks = 1000;
     void *q = malloc(200);
     cr_assert_neq(q, got[0], "the idle arena's block was handed out again");
     free(q);
-    /* It waits with the other arenas' blocks, then goes back together. */
     cr_assert_eq(ptm_tcache.nremote, 1);
     ptm_heap_check();
-    ptm_tcache_flush_remote(&ptm_tcache);
+    /* malloc_trim sends it back. */
+    malloc_trim(0);
+    cr_assert_eq(ptm_tcache.nremote, 0);
     cr_assert(free_in_arena(a, got[0]), "the block is not free in its own arena");
     ptm_heap_check();
 }
