@@ -552,9 +552,26 @@ PTM_COLD size_t ptm_tcache_check(ptm_tcache_t *tc)
     size_t total = 0, large_bytes = 0;
     if (tc->state != PTM_THREAD_ACTIVE)
         return 0;
+    /* The bins' slots lie in the slot array, before the remote buffer: the
+     * first PTM_TCACHE_SHALLOW per bin in the first part, then each bin's
+     * own cap[i] slots once it moved (deep_end NULL). */
+    void **lo = tc->slots, **first_end = lo + (PTM_TCACHE_BINS - 2) * PTM_TCACHE_SHALLOW, **hi = tc->remote;
     for (size_t i = 2; i < PTM_TCACHE_BINS; i++) {
-        if (tc->top[i] < tc->lim[i] || tc->top[i] > tc->end[i]) {
-            ptm_dprintf(2, "ptm_heap_check(): thread-cache bin %zu's top is out of its slots\n", i);
+        void **top = tc->top[i], **end = tc->end[i], **lim = tc->lim[i];
+        int bad = top < lim || top > end;
+        if (lo == NULL) {
+            bad |= top != NULL || end != NULL || lim != NULL;
+        } else {
+            size_t room = (size_t)(end - lim);
+            size_t shallow = tc->cap[i] < PTM_TCACHE_SHALLOW ? tc->cap[i] : PTM_TCACHE_SHALLOW;
+            bad |= lim < lo || end > hi;
+            if (tc->deep_end[i] != NULL)
+                bad |= end > first_end || room != shallow || tc->deep_end[i] <= first_end || tc->deep_end[i] > hi;
+            else
+                bad |= room != (end > first_end ? tc->cap[i] : shallow);
+        }
+        if (bad) {
+            ptm_dprintf(2, "ptm_heap_check(): thread-cache bin %zu's slots are out of place\n", i);
             ptm_corrupt("ptm_heap_check(): thread cache corrupted");
         }
         size_t n = 0;

@@ -720,6 +720,31 @@ static void double_free_unchecked(void)
     free(p);
 }
 
+/* A bin's slot limit pointed outside the slot array (the thread's cache
+ * itself overwritten): the heap check reports it. */
+static void slot_limit_out_of_place(void)
+{
+    free(malloc(100));
+    size_t i = ptm_tcache_index(100);
+    ptm_tcache.lim[i] = ptm_tcache.slots - 1;
+    ptm_heap_check();
+}
+static void slot_room_changed(void)
+{
+    free(malloc(100));
+    size_t i = ptm_tcache_index(100);
+    ptm_tcache.lim[i]--; /* one slot more than the bin has */
+    ptm_heap_check();
+}
+
+Test(misuse, heap_check_verifies_the_thread_caches_slot_layout)
+{
+    /* 100 bytes: chunks of 112, bin 7. */
+    cr_assert_eq(ptm_tcache_index(100), 7);
+    expect_abort_as(slot_limit_out_of_place, "ptm_heap_check(): thread-cache bin 7's slots are out of place\n", 0);
+    expect_abort_as(slot_room_changed, "ptm_heap_check(): thread-cache bin 7's slots are out of place\n", 0);
+}
+
 /* The child exits normally: nothing was detected. */
 static void expect_no_abort(void (*misuse)(void))
 {
