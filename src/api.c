@@ -463,19 +463,6 @@ static PTM_NOINLINE void free_large(ptm_tcache_t *tc, void *mem, size_t head)
     free_to_arena(p);
 }
 
-/* free of block mem (chunk p, passing ptm_arena_chunk's test) of an arena
- * no thread uses: to the remote buffer, if the cache would have taken it
- * (ptm_tcache_put_remote); a block carrying the cache's key, or anything
- * else, goes the slow way. */
-static PTM_NOINLINE void free_idle_arenas(ptm_tcache_t *tc, ptm_chunk_t *p, void *mem)
-{
-    size_t size = ptm_csize(p);
-    int cached = size <= PTM_TCACHE_MAX_SIZE ? tc->cap[size >> 4] != 0 : size <= tc->large_max;
-    if (((uintptr_t *)mem)[1] == tc->key || size < PTM_MIN_CHUNK || !cached ||
-        !ptm_tcache_put_remote(tc, mem, size))
-        ptm_free_slow(mem);
-}
-
 /* free without counting the call.  The first test proves mem 16-aligned and
  * inside the oldest segment of the thread's arena, so its header can be read
  * (a null, foreign or misaligned pointer fails it).  A block of another
@@ -496,12 +483,10 @@ PTM_INLINE void free_impl(ptm_tcache_t *tc, void *mem)
          * test knows: the oldest segment may have grown (if the block is in
          * a newer one, the refresh changes nothing). */
         ptm_arena_t *a = ptm_arena_of(p);
-        if (ptm_unlikely(a == tc->arena)) {
+        if (ptm_unlikely(a == tc->arena))
             ptm_tcache_own_refresh(tc);
-        } else if (ptm_unlikely(__atomic_load_n(&a->attached, __ATOMIC_RELAXED) == 0)) {
-            free_idle_arenas(tc, p, mem);
-            return;
-        }
+        else if (ptm_unlikely(__atomic_load_n(&a->attached, __ATOMIC_RELAXED) == 0))
+            goto slow; /* to the remote buffer, by cache_chunk */
     }
     size_t head = p->size;
     uintptr_t key = tc->key;

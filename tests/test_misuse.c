@@ -147,11 +147,12 @@ static void double_free_sized(size_t n)
 
 static void double_free_small(void) { double_free_sized(2000); }
 
-static void *malloc_two(void *arg)
+static void *malloc_three(void *arg)
 {
     void **out = arg;
     out[0] = malloc(200);
     out[1] = malloc(3000);
+    out[2] = malloc(3000); /* keeps out[1] from top: the large bins take it */
     return NULL;
 }
 
@@ -160,9 +161,9 @@ static void *malloc_two(void *arg)
 static void double_free_of_an_idle_arenas_block(size_t which)
 {
     free(malloc(1));
-    void *got[2];
+    void *got[3];
     pthread_t t;
-    pthread_create(&t, NULL, malloc_two, got);
+    pthread_create(&t, NULL, malloc_three, got);
     pthread_join(t, NULL);
     free(got[which]);
     free(got[which]);
