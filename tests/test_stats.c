@@ -169,23 +169,40 @@ static unsigned long long malloc_calls_now(void)
     return total_now("malloc_calls");
 }
 
-/* A thread that mallocs (so its cache, with its slot array, is set up) and
- * waits for the test to let it exit. */
-static pthread_barrier_t set_up, may_exit;
+/* A thread that mallocs and frees (intptr_t)arg blocks, which sets its
+ * cache up, then waits for the test to let it exit: start_waiting_thread
+ * returns once it has done the first, let_exit joins it. */
+static pthread_barrier_t ready, may_exit;
 
-static void *cache_and_wait(void *arg)
+static void *malloc_then_wait(void *arg)
 {
-    (void)arg;
-    free(malloc(100));
-    pthread_barrier_wait(&set_up);
+    for (intptr_t i = 0; i < (intptr_t)arg; i++)
+        free(malloc(48));
+    pthread_barrier_wait(&ready);
     pthread_barrier_wait(&may_exit);
     return NULL;
 }
 
+static pthread_t start_waiting_thread(intptr_t mallocs)
+{
+    pthread_barrier_init(&ready, NULL, 2);
+    pthread_barrier_init(&may_exit, NULL, 2);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, malloc_then_wait, (void *)mallocs), 0);
+    pthread_barrier_wait(&ready);
+    return t;
+}
+
+static void let_exit(pthread_t t)
+{
+    pthread_barrier_wait(&may_exit);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    pthread_barrier_destroy(&ready);
+    pthread_barrier_destroy(&may_exit);
+}
+
 Test(stats, metadata_counts_the_slot_arrays_of_live_and_exited_threads)
 {
-    pthread_barrier_init(&set_up, NULL, 2);
-    pthread_barrier_init(&may_exit, NULL, 2);
     free(malloc(10));
     malloc_trim(0);
     cr_assert_eq(total_now("spare_slot_array_bytes"), 0, "malloc_trim left spare slot arrays counted");
@@ -193,28 +210,21 @@ Test(stats, metadata_counts_the_slot_arrays_of_live_and_exited_threads)
     cr_assert_gt(live, 0, "the main thread's slot array is not counted");
     /* A live thread's array (at least a page) counts as in use; when the
      * thread exits it moves to the spares. */
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, cache_and_wait, NULL), 0);
-    pthread_barrier_wait(&set_up);
+    pthread_t t = start_waiting_thread(1);
     unsigned long long with_thread = total_now("slot_array_bytes");
     cr_assert_geq(with_thread, live + 4096, "a live thread's slot array is not counted");
-    pthread_barrier_wait(&may_exit);
-    cr_assert_eq(pthread_join(t, NULL), 0);
+    let_exit(t);
     unsigned long long spare = total_now("spare_slot_array_bytes");
     cr_assert_geq(spare, with_thread - live, "an exited thread's slot array is not counted as spare");
     cr_assert_eq(total_now("metadata_bytes"),
                  total_now("slot_array_bytes") + spare + total_now("owner_map_leaf_bytes"));
     /* The next thread takes it from the spares. */
-    cr_assert_eq(pthread_create(&t, NULL, cache_and_wait, NULL), 0);
-    pthread_barrier_wait(&set_up);
+    t = start_waiting_thread(1);
     cr_assert_eq(total_now("spare_slot_array_bytes"), spare - (with_thread - live),
                  "a reused slot array is still counted as spare");
-    pthread_barrier_wait(&may_exit);
-    cr_assert_eq(pthread_join(t, NULL), 0);
+    let_exit(t);
     malloc_trim(0);
     cr_assert_eq(total_now("spare_slot_array_bytes"), 0, "malloc_trim unmapped the spares but they are still counted");
-    pthread_barrier_destroy(&set_up);
-    pthread_barrier_destroy(&may_exit);
 }
 
 Test(stats, calls_are_counted_exactly_and_printing_does_not_allocate)
@@ -243,33 +253,16 @@ Test(stats, calls_are_counted_exactly_and_printing_does_not_allocate)
 /* A thread that only ever took the fast paths has counted its calls in its
  * own counters alone; in the child of a fork, which has only the forking
  * thread, they must still be in the report. */
-static pthread_barrier_t counted, forked;
-
-static void *count_then_wait(void *arg)
-{
-    (void)arg;
-    for (int i = 0; i < 5000; i++)
-        free(malloc(48));
-    pthread_barrier_wait(&counted);
-    pthread_barrier_wait(&forked);
-    return NULL;
-}
-
 Test(stats, a_fork_child_keeps_the_counts_of_the_threads_it_has_not)
 {
-    pthread_barrier_init(&counted, NULL, 2);
-    pthread_barrier_init(&forked, NULL, 2);
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, count_then_wait, NULL), 0);
-    pthread_barrier_wait(&counted);
+    pthread_t t = start_waiting_thread(5000);
     unsigned long long parent = malloc_calls_now();
     pid_t pid = fork();
     if (pid == 0)
         _exit(malloc_calls_now() >= parent ? 0 : 1);
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
-    pthread_barrier_wait(&forked);
-    pthread_join(t, NULL);
+    let_exit(t);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "the child's report lost the other thread's calls (status %#x)", status);
 }
