@@ -695,8 +695,6 @@ PTM_INLINE void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb, int track)
 {
     void *mem = ptm_chunk2mem(p);
     size_t size = ptm_csize(p);
-    if (nb <= size && size - nb < PTM_MIN_CHUNK && ptm_likely(ptm_inuse(p)))
-        return mem; /* nothing to split off */
     ptm_arena_t *a = ptm_arena_of(p);
     if (nb > size)
         ptm_tcache_release_top_after(&ptm_tcache, p, size);
@@ -705,9 +703,16 @@ PTM_INLINE void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb, int track)
         return move_heap(&ptm_tcache, p, n);
     if (track)
         track_internal_begin(); /* the key word may lie past the program's bytes */
+    /* Also for a block that stays as it is: a cached one would be the
+     * program's and the cache's at once. */
     if (ptm_unlikely(((uintptr_t *)mem)[1] == ptm_tcache_key) &&
         (size <= PTM_TCACHE_MAX_SIZE || size <= ptm_tcache.large_max))
         check_not_freed(p);
+    if (nb <= size && size - nb < PTM_MIN_CHUNK && ptm_likely(ptm_inuse(p))) {
+        if (track)
+            track_internal_end();
+        return mem; /* nothing to split off */
+    }
     if (!track)
         return ptm_realloc_in_place(a, p, nb, move_untracked);
     void *m = ptm_realloc_in_place(a, p, nb, NULL);

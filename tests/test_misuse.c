@@ -222,23 +222,28 @@ static void realloc_misaligned(void)
     sink = realloc(p + 4, 200);
 }
 
-static void realloc_of_a_cached_block(void)
+/* realloc to n of a block of 40 bytes freed into the thread cache (or, with
+ * no cache, into its arena's fastbin). */
+static void realloc_freed_block(int cached, size_t n)
 {
-    /* Grown past the cache's sizes, the block would be resized in the arena
-     * while the thread cache still lists it. */
-    void *p = malloc(40);
-    free(p);
-    sink = realloc(p, 5000);
-}
-
-static void realloc_of_a_fastbin_block(void)
-{
-    no_thread_cache();
+    if (!cached)
+        no_thread_cache();
     void *a = malloc(40), *b = malloc(40);
     sink = b;
     free(a);
-    sink = realloc(a, 5000);
+    sink = realloc(a, n);
 }
+
+/* Grown past the cache's sizes, the block would be resized in the arena
+ * while the thread cache still lists it. */
+static void realloc_of_a_cached_block(void) { realloc_freed_block(1, 5000); }
+static void realloc_of_a_fastbin_block(void) { realloc_freed_block(0, 5000); }
+
+/* A block that realloc leaves where it is, at its own size, is checked
+ * the same: handing it back would give the program a block the cache hands
+ * out again. */
+static void same_size_realloc_of_a_cached_block(void) { realloc_freed_block(1, 40); }
+static void same_size_realloc_of_a_fastbin_block(void) { realloc_freed_block(0, 36); }
 
 static void usable_size_misaligned(void)
 {
@@ -265,6 +270,14 @@ Test(misuse, realloc_of_a_block_in_the_thread_cache)
 Test(misuse, realloc_of_a_block_in_a_fastbin)
 {
     expect_abort(realloc_of_a_fastbin_block, "free(): double free detected in fastbin");
+}
+Test(misuse, same_size_realloc_of_a_block_in_the_thread_cache)
+{
+    expect_abort(same_size_realloc_of_a_cached_block, "free(): double free detected in tcache 2");
+}
+Test(misuse, same_size_realloc_of_a_block_in_a_fastbin)
+{
+    expect_abort(same_size_realloc_of_a_fastbin_block, "free(): double free detected in fastbin");
 }
 Test(misuse, malloc_usable_size_of_a_misaligned_pointer)
 {
@@ -1329,6 +1342,7 @@ static void *cached_large(void)
 
 static void double_free_large_cached(void) { free(cached_large()); }
 static void realloc_of_a_large_cached_block(void) { sink = realloc(cached_large(), 3500); }
+static void same_size_realloc_of_a_large_cached_block(void) { sink = realloc(cached_large(), 2995); }
 
 static void large_cached_chunk_size_overwritten(void)
 {
@@ -1352,6 +1366,10 @@ Test(misuse, double_free_of_a_block_in_a_large_cache_bin)
 Test(misuse, realloc_of_a_block_in_a_large_cache_bin)
 {
     expect_abort(realloc_of_a_large_cached_block, "free(): double free detected in tcache 2");
+}
+Test(misuse, same_size_realloc_of_a_block_in_a_large_cache_bin)
+{
+    expect_abort(same_size_realloc_of_a_large_cached_block, "free(): double free detected in tcache 2");
 }
 Test(misuse, large_cached_chunk_whose_size_was_overwritten)
 {
