@@ -375,9 +375,17 @@ void ptm_tcache_flush_remote(ptm_tcache_t *tc)
             v[k] = v[k - 1];
         v[k] = e;
     }
+    /* A block freed twice with the double-free searches off (PTM_CHECK=0)
+     * is in the buffer twice, side by side now.  That level lets a double
+     * free through, but the arena must not see it twice: it goes back
+     * once. */
+    size_t m = 1;
+    for (size_t j = 1; j < n; j++)
+        if (v[j] != v[m - 1])
+            v[m++] = v[j];
     tc->nremote = 0;
     tc->remote_bytes = 0;
-    free_array(v, n, NULL);
+    free_array(v, m, NULL);
 }
 
 int ptm_tcache_put_remote(ptm_tcache_t *tc, void *mem, size_t size)
@@ -389,6 +397,9 @@ int ptm_tcache_put_remote(ptm_tcache_t *tc, void *mem, size_t size)
     tc->remote_bytes += size;
     ((void **)mem)[1] = (void *)ptm_tcache_key;
     tc->remote[tc->nremote++] = mem;
+    /* A thread that frees a few such blocks and then keeps to the fast
+     * paths would otherwise hold them until it exits. */
+    ptm_tcache_tick(tc);
     return 1;
 }
 

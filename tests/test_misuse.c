@@ -769,6 +769,21 @@ static void expect_no_abort(void (*misuse)(void))
     cr_assert_str_empty(buf);
 }
 
+/* With the searches off, the second free of an idle arena's block is let
+ * through; the remote buffer gives the block back to its arena once. */
+static void double_free_of_an_idle_arenas_block_unchecked(void)
+{
+    set_check_level(PTM_CHECK_OFF);
+    double_free_of_an_idle_arenas_block(0);
+    malloc_trim(0);
+    ptm_heap_check();
+}
+
+Test(misuse, unchecked_double_free_of_an_idle_arenas_block_leaves_the_heap_whole)
+{
+    expect_no_abort(double_free_of_an_idle_arenas_block_unchecked);
+}
+
 Test(misuse, check_level_2_walks_the_arena_when_its_lock_is_taken)
 {
     expect_no_abort(no_walk_by_default);

@@ -690,6 +690,38 @@ Test(threads, a_block_of_an_arena_no_thread_uses_goes_back_to_it_when_freed)
     ptm_heap_check();
 }
 
+#define REMOTE_BLOCKS 40
+
+static void *malloc_many(void *arg)
+{
+    void **out = arg;
+    for (int k = 0; k < REMOTE_BLOCKS; k++)
+        out[k] = malloc(200);
+    out[REMOTE_BLOCKS] = ptm_tcache.arena;
+    return NULL;
+}
+
+Test(threads, blocks_of_an_idle_arena_go_back_without_a_full_buffer_or_a_slow_path)
+{
+    sink = malloc(1);
+    free(sink);
+    void *got[REMOTE_BLOCKS + 1];
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, malloc_many, got), 0);
+    pthread_join(t, NULL);
+    ptm_arena_t *a = got[REMOTE_BLOCKS];
+    cr_assert_neq(a, ptm_tcache.arena, "the thread shared this thread's arena");
+    /* Fewer blocks and bytes than fill the buffer, and no call but these
+     * frees: the puts themselves count towards the tick. */
+    ptm_tcache.ticks = 8;
+    for (int k = 0; k < REMOTE_BLOCKS; k++)
+        free(got[k]);
+    cr_assert_lt(ptm_tcache.nremote, 32u, "%u blocks wait in the buffer", ptm_tcache.nremote);
+    cr_assert(free_in_arena(a, got[0]), "the first block freed is not back in its arena");
+    ptm_heap_check();
+    malloc_trim(0);
+}
+
 /* Frees, in a thread of its own, a small block carved after the thread's
  * heap grew past the extent its cache knows: that free brings the extent up
  * to date, so the next frees there take the first test. */
