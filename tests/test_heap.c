@@ -847,16 +847,49 @@ Test(heap, free_pages_left_by_many_small_blocks_go_back)
     cr_assert_lt(r, 0.3, "RSS after freeing 255 in 256 small blocks is %.0f%% of before", r * 100);
 }
 
-Test(heap, free_pages_go_back_only_once_they_stayed_free_for_the_delay)
+/* What free_them frees stays resident right after, and goes back with the
+ * ordinary activity that follows a purge delay of 300 ms. */
+static void goes_back_once_it_stayed_free_for_the_delay(void (*free_them)(void))
 {
     if (UNDER_VALGRIND())
         cr_skip_test("resident memory under valgrind is its own, not the program's");
     ptm_params.purge_delay = 300; /* ms */
-    scattered_free();
+    free_them();
     double r = activity_rss_ratio(0);
     cr_assert_gt(r, 0.9, "memory just freed was purged: RSS fell to %.0f%%", r * 100);
     r = activity_rss_ratio(400 * 1000);
     cr_assert_lt(r, 0.3, "RSS after the delay is %.0f%% of before", r * 100);
+}
+
+Test(heap, free_pages_go_back_only_once_they_stayed_free_for_the_delay)
+{
+    goes_back_once_it_stayed_free_for_the_delay(scattered_free);
+}
+
+/* 64 MiB in 1 MiB blocks from the heap, all freed: they merge into top,
+ * which a trim threshold raised above it (as glibc's dynamic threshold
+ * raises it to twice the largest mapped block freed) keeps.  What stays free
+ * there goes back as the holes do. */
+static void free_into_a_top_below_the_trim_threshold(void)
+{
+    ptm_params.trim_threshold = (size_t)1 << 30;
+    ptm_params.mmap_threshold = (size_t)32 << 20;
+    ptm_params.no_dyn_threshold = 1;
+    static char *b[64];
+    scattered_base = rss_kib();
+    for (size_t i = 0; i < 64; i++) {
+        b[i] = malloc((size_t)1 << 20);
+        memset(b[i], 1, (size_t)1 << 20);
+    }
+    scattered_before = rss_kib();
+    for (size_t i = 0; i < 64; i++)
+        free(b[i]);
+    cr_assert_geq(ptm_csize(ptm_main_arena.top), (size_t)64 << 20, "the blocks did not merge into top");
+}
+
+Test(heap, a_free_top_below_the_trim_threshold_goes_back_once_it_stayed_free)
+{
+    goes_back_once_it_stayed_free_for_the_delay(free_into_a_top_below_the_trim_threshold);
 }
 
 Test(heap, purging_off_keeps_free_pages)
