@@ -55,9 +55,11 @@ PTM_COLD void ptm_stats_thread_start(ptm_tcache_t *tc)
     if (threads != NULL)
         threads->prev = tc;
     threads = tc;
-    live_threads++;
+    __atomic_store_n(&live_threads, live_threads + 1, __ATOMIC_RELAXED);
     ptm_unlock(&threads_lock);
 }
+
+PTM_COLD size_t ptm_stats_live_threads(void) { return __atomic_load_n(&live_threads, __ATOMIC_RELAXED); }
 
 PTM_COLD void ptm_stats_thread_end(ptm_tcache_t *tc)
 {
@@ -72,7 +74,7 @@ PTM_COLD void ptm_stats_thread_end(ptm_tcache_t *tc)
         threads = tc->next;
     if (tc->next != NULL)
         tc->next->prev = tc->prev;
-    live_threads--;
+    __atomic_store_n(&live_threads, live_threads - 1, __ATOMIC_RELAXED);
     ptm_unlock(&threads_lock);
 }
 

@@ -47,6 +47,8 @@ struct ptm_arena;
 void ptm_stats_fold(struct ptm_arena *a, ptm_thread_stats_t *t);
 /* Registers a live thread's cache for reports, and removes it. */
 void ptm_stats_thread_start(struct ptm_tcache *tc);
+/* Threads set up and not yet exited (read without a lock: a hint). */
+size_t ptm_stats_live_threads(void);
 void ptm_stats_thread_end(struct ptm_tcache *tc);
 /* At start-up: reads PTM_STATS, arranges the report at exit / on a signal. */
 void ptm_stats_init(void);

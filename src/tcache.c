@@ -189,9 +189,17 @@ PTM_COLD void ptm_thread_init(ptm_tcache_t *tc)
     map_slots(tc);
     tc->large_max = limit > PTM_TCACHE_MAX_SIZE && tc->max_count != 0 ? limit : 0;
     tc->ticks = TICKS;
+    /* A program running many threads at once keeps less in each: their
+     * large bins, holding chunks of one class each, serve few requests of
+     * sizes that vary, and would hold their budget each. */
+    size_t budget = PTM_TCACHE_LARGE_SHARED / (ptm_stats_live_threads() + 1);
+    budget = budget < PTM_TCACHE_LARGE_MIN_BYTES ? PTM_TCACHE_LARGE_MIN_BYTES
+             : budget > PTM_TCACHE_LARGE_BYTES   ? PTM_TCACHE_LARGE_BYTES
+                                                 : budget;
+    tc->large_budget = budget;
     for (size_t k = 0; k < PTM_TCACHE_LARGE_BINS; k++) {
         /* The smallest chunk of class k. */
-        size_t lo = (8 + (k & 7)) << (10 + k / 8 - 3), cap = PTM_TCACHE_LARGE_BYTES / 4 / lo;
+        size_t lo = (8 + (k & 7)) << (10 + k / 8 - 3), cap = budget / 4 / lo;
         cap = cap < 1 ? 1 : cap > PTM_TCACHE_LARGE_MAX_COUNT ? PTM_TCACHE_LARGE_MAX_COUNT : cap;
         if (cap > tc->max_count)
             cap = tc->max_count;
@@ -467,7 +475,7 @@ void ptm_tcache_flush_large(ptm_tcache_t *tc)
 void ptm_tcache_put_large(ptm_tcache_t *tc, ptm_chunk_t *p, size_t size, size_t k)
 {
     ptm_tcache_tick(tc);
-    if (tc->large_bytes + size > PTM_TCACHE_LARGE_BYTES)
+    if (tc->large_bytes + size > tc->large_budget)
         ptm_tcache_flush_large(tc);
     else if (tc->large_room[k - PTM_TCACHE_BINS] == 0)
         ptm_tcache_flush_bin(tc, k, tc->cap[k] / 2u);

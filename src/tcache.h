@@ -87,10 +87,14 @@
  * it are cached (chunks of at most ptm_request2size of it). */
 #define PTM_TCACHE_MAX_LIMIT ((size_t)128 << 10)
 #define PTM_TCACHE_MAX_DEFAULT ((size_t)64 << 10)
-/* Most bytes a thread keeps in its large bins; each large bin holds a
- * quarter of it in chunks of its class's smallest size, at least 1 and at
- * most PTM_TCACHE_LARGE_MAX_COUNT chunks. */
+/* Most bytes a thread keeps in its large bins (tc->large_budget): this much
+ * shared by the threads live when it is set up, itself included, between
+ * PTM_TCACHE_LARGE_MIN_BYTES and PTM_TCACHE_LARGE_BYTES.  Each large bin
+ * holds a quarter of it in chunks of its class's smallest size, at least 1
+ * and at most PTM_TCACHE_LARGE_MAX_COUNT chunks. */
+#define PTM_TCACHE_LARGE_SHARED ((size_t)1 << 20)
 #define PTM_TCACHE_LARGE_BYTES ((size_t)256 << 10)
+#define PTM_TCACHE_LARGE_MIN_BYTES ((size_t)64 << 10)
 #define PTM_TCACHE_LARGE_MAX_COUNT 16
 /* Blocks of arenas no thread uses wait, freed, in a buffer of this many
  * (at the end of the slot array) and this many bytes, to go back to their
@@ -127,6 +131,7 @@ typedef struct ptm_tcache {
     uintptr_t own_lo, own_n;
     uintptr_t key; /* ptm_tcache_key, once set up */
     size_t large_max;   /* largest chunk the large bins take; 0: none */
+    size_t large_budget; /* most bytes they hold */
     size_t large_bytes; /* bytes of the chunks in the large bins */
     uint64_t large_map;   /* bit k: large bin PTM_TCACHE_BINS + k is not empty */
     /* The chunk the large bins took from right before its arena's top, while

@@ -690,6 +690,66 @@ Test(threads, a_block_of_an_arena_no_thread_uses_goes_back_to_it_when_freed)
     ptm_heap_check();
 }
 
+/* Threads that wait, live, until released. */
+static pthread_barrier_t live_started, live_release;
+
+static void *wait_live(void *arg)
+{
+    (void)arg;
+    free(malloc(100)); /* set up */
+    pthread_barrier_wait(&live_started);
+    pthread_barrier_wait(&live_release);
+    return NULL;
+}
+
+/* Frees blocks of many sizes between blocks in use: what the large bins
+ * hold never passes the thread's budget. */
+static void *fill_large_bins(void *arg)
+{
+    size_t *budget = arg;
+    enum { N = 120 };
+    char *b[N];
+    for (int i = 0; i < N; i++)
+        b[i] = malloc(2000 + 500 * (size_t)(i % 60));
+    *budget = ptm_tcache.large_budget;
+    size_t most = 0;
+    for (int i = 0; i < N; i += 2) {
+        free(b[i]);
+        most = ptm_tcache.large_bytes > most ? ptm_tcache.large_bytes : most;
+    }
+    for (int i = 1; i < N; i += 2)
+        free(b[i]);
+    budget[1] = most;
+    return NULL;
+}
+
+Test(threads, a_thread_started_among_many_keeps_less_in_its_large_bins)
+{
+    enum { LIVE = 15 };
+    free(malloc(100));
+    pthread_barrier_init(&live_started, NULL, LIVE + 1);
+    pthread_barrier_init(&live_release, NULL, LIVE + 1);
+    pthread_t t[LIVE];
+    for (int i = 0; i < LIVE; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, wait_live, NULL), 0);
+    pthread_barrier_wait(&live_started);
+    size_t got[2];
+    pthread_t f;
+    cr_assert_eq(pthread_create(&f, NULL, fill_large_bins, got), 0);
+    pthread_join(f, NULL);
+    pthread_barrier_wait(&live_release);
+    for (int i = 0; i < LIVE; i++)
+        pthread_join(t[i], NULL);
+    /* 16 live before it: a seventeenth of the shared budget, at least the
+     * floor. */
+    cr_assert_eq(got[0], PTM_TCACHE_LARGE_MIN_BYTES, "budget %zu", got[0]);
+    cr_assert_leq(got[1], got[0], "the large bins held %zu bytes", got[1]);
+    cr_assert_gt(got[1], got[0] / 2, "the large bins held only %zu bytes", got[1]);
+    cr_assert_eq(ptm_tcache.large_budget, PTM_TCACHE_LARGE_BYTES, "the first thread's budget is %zu",
+                 ptm_tcache.large_budget);
+    ptm_heap_check();
+}
+
 #define REMOTE_BLOCKS 40
 
 static void *malloc_many(void *arg)
