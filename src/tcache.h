@@ -131,7 +131,6 @@ typedef struct ptm_tcache {
     uintptr_t own_lo, own_n;
     uintptr_t key; /* ptm_tcache_key, once set up */
     size_t large_max;   /* largest chunk the large bins take; 0: none */
-    size_t large_budget; /* most bytes they hold */
     size_t large_bytes; /* bytes of the chunks in the large bins */
     uint64_t large_map;   /* bit k: large bin PTM_TCACHE_BINS + k is not empty */
     /* The chunk the large bins took from right before its arena's top, while
@@ -141,6 +140,7 @@ typedef struct ptm_tcache {
     unsigned ticks;       /* calls until the arenas' purges are looked at (ptm_tcache_tick) */
     ptm_thread_stats_t stats; /* not yet folded into an arena */
     struct ptm_tcache *next, *prev; /* live threads (stats.c) */
+    size_t large_budget; /* most bytes the large bins hold */
 } ptm_tcache_t;
 
 PTM_INLINE unsigned ptm_tcache_count(const ptm_tcache_t *tc, size_t i)
