@@ -334,6 +334,11 @@ int ptm_systrim(ptm_arena_t *a, size_t pad);
 /* Gives back the whole pages inside the free chunks of a's bins (past their
  * headers); returns how many bytes. */
 size_t ptm_purge_free_pages(ptm_arena_t *a);
+/* Gives back the whole pages of top past its first keep bytes; returns how
+ * many bytes.  Top stays as big as it was, its pages fault in again when it
+ * is carved: for a top that no trim can shrink, below the trim threshold or
+ * under someone else's break. */
+size_t ptm_purge_top(ptm_arena_t *a, size_t keep);
 /* Purges when enough has been freed since the last purge and purge_delay
  * has passed: memory that stays free goes back, with a bounded number of
  * system calls per second. */

@@ -572,7 +572,9 @@ PTM_EXPORT PTM_COLD int malloc_trim(size_t pad)
             ptm_consolidate(a);
             a->trim_hold = 0; /* asked for: no memory kept back */
             result |= ptm_systrim(a, pad);
-            size_t purged = ptm_purge_free_pages(a);
+            /* What is left of top past pad, if the trim could not give it
+             * back (a break someone else moved), goes as free pages do. */
+            size_t purged = ptm_purge_free_pages(a) + ptm_purge_top(a, pad);
             if (purged > 0) {
                 a->stats.trims++;
                 a->stats.trimmed_bytes += purged;

@@ -191,11 +191,13 @@ PTM_COLD void ptm_thread_init(ptm_tcache_t *tc)
     tc->ticks = TICKS;
     /* A program running many threads at once keeps less in each: their
      * large bins, holding chunks of one class each, serve few requests of
-     * sizes that vary, and would hold their budget each. */
+     * sizes that vary, and would hold their budget each.  But at least
+     * twice the largest chunk they take: with less, each free of one would
+     * empty every bin. */
+    size_t least = 2 * tc->large_max > PTM_TCACHE_LARGE_MIN_BYTES ? 2 * tc->large_max : PTM_TCACHE_LARGE_MIN_BYTES;
+    size_t most = least > PTM_TCACHE_LARGE_BYTES ? least : PTM_TCACHE_LARGE_BYTES;
     size_t budget = PTM_TCACHE_LARGE_SHARED / (ptm_stats_live_threads() + 1);
-    budget = budget < PTM_TCACHE_LARGE_MIN_BYTES ? PTM_TCACHE_LARGE_MIN_BYTES
-             : budget > PTM_TCACHE_LARGE_BYTES   ? PTM_TCACHE_LARGE_BYTES
-                                                 : budget;
+    budget = budget < least ? least : budget > most ? most : budget;
     tc->large_budget = budget;
     for (size_t k = 0; k < PTM_TCACHE_LARGE_BINS; k++) {
         /* The smallest chunk of class k. */

@@ -25,7 +25,7 @@
  * PTM_TCACHE_NBINS - 1) holds chunks of any size in its class, eight classes
  * per doubling from 1 KiB (ptm_tcache_large_index), up to tc->large_max; a
  * request takes the head of its class if that is big enough.  Large bins hold
- * few chunks each and tc->large_bytes at most PTM_TCACHE_LARGE_BYTES in all,
+ * few chunks each and tc->large_bytes at most tc->large_budget in all,
  * in a LIFO list threaded through the chunks' user memory:
  *
  *   mem -> +------------------------------------+
@@ -89,7 +89,8 @@
 #define PTM_TCACHE_MAX_DEFAULT ((size_t)64 << 10)
 /* Most bytes a thread keeps in its large bins (tc->large_budget): this much
  * shared by the threads live when it is set up, itself included, between
- * PTM_TCACHE_LARGE_MIN_BYTES and PTM_TCACHE_LARGE_BYTES.  Each large bin
+ * PTM_TCACHE_LARGE_MIN_BYTES (or twice large_max, if more) and
+ * PTM_TCACHE_LARGE_BYTES (or that floor, if more).  Each large bin
  * holds a quarter of it in chunks of its class's smallest size, at least 1
  * and at most PTM_TCACHE_LARGE_MAX_COUNT chunks. */
 #define PTM_TCACHE_LARGE_SHARED ((size_t)1 << 20)

@@ -403,15 +403,9 @@ size_t ptm_purge_free_pages(ptm_arena_t *a)
     return released;
 }
 
-/* Gives back the whole pages of top past what a trim keeps (top_pad and the
- * hold); returns how many bytes.  Top stays as big as it was: below the
- * trim threshold a trim would leave it resident (a threshold raised to
- * twice the largest mapped block freed keeps up to 64 MiB so), but a top
- * that stayed free for the delay is memory that stays free, as the holes
- * below it are.  Its pages fault in again when it is carved. */
-static size_t purge_top(ptm_arena_t *a)
+size_t ptm_purge_top(ptm_arena_t *a, size_t keep)
 {
-    size_t page = ptm_os_page, size = ptm_csize(a->top), keep = ptm_params.top_pad + a->trim_hold;
+    size_t page = ptm_os_page, size = ptm_csize(a->top);
     if (size <= sizeof(ptm_chunk_t) || size - sizeof(ptm_chunk_t) <= keep)
         return 0;
     char *lo = (char *)ptm_align_up((uintptr_t)a->top + sizeof(ptm_chunk_t) + keep, page);
@@ -459,7 +453,11 @@ void ptm_maybe_purge_now(ptm_arena_t *a)
         return;
     a->dirty_pending = 0;
     a->dirty = 0;
-    size_t n = ptm_purge_free_pages(a) + purge_top(a);
+    /* Below the trim threshold a trim leaves top resident (a threshold
+     * raised to twice the largest mapped block freed keeps up to 64 MiB
+     * so), but a top that stayed free for the delay is memory that stays
+     * free, as the holes below it are. */
+    size_t n = ptm_purge_free_pages(a) + ptm_purge_top(a, ptm_params.top_pad + a->trim_hold);
     if (n > 0) {
         a->stats.trims++;
         a->stats.trimmed_bytes += n;

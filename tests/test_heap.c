@@ -870,26 +870,49 @@ Test(heap, free_pages_go_back_only_once_they_stayed_free_for_the_delay)
  * which a trim threshold raised above it (as glibc's dynamic threshold
  * raises it to twice the largest mapped block freed) keeps.  What stays free
  * there goes back as the holes do. */
-static void free_into_a_top_below_the_trim_threshold(void)
+static void free_mib_into_top(size_t n, int foreign_break)
 {
     ptm_params.trim_threshold = (size_t)1 << 30;
     ptm_params.mmap_threshold = (size_t)32 << 20;
     ptm_params.no_dyn_threshold = 1;
     static char *b[64];
+    cr_assert_leq(n, sizeof b / sizeof *b);
     scattered_base = rss_kib();
-    for (size_t i = 0; i < 64; i++) {
+    for (size_t i = 0; i < n; i++) {
         b[i] = malloc((size_t)1 << 20);
         memset(b[i], 1, (size_t)1 << 20);
     }
+    if (foreign_break) {
+        char *foreign = sbrk(4096);
+        cr_assert_neq(foreign, (void *)-1);
+        memset(foreign, 1, 4096);
+    }
     scattered_before = rss_kib();
-    for (size_t i = 0; i < 64; i++)
+    for (size_t i = 0; i < n; i++)
         free(b[i]);
-    cr_assert_geq(ptm_csize(ptm_main_arena.top), (size_t)64 << 20, "the blocks did not merge into top");
+    cr_assert_geq(ptm_csize(ptm_main_arena.top), n << 20, "the blocks did not merge into top");
 }
+
+static void free_into_a_top_below_the_trim_threshold(void) { free_mib_into_top(64, 0); }
 
 Test(heap, a_free_top_below_the_trim_threshold_goes_back_once_it_stayed_free)
 {
     goes_back_once_it_stayed_free_for_the_delay(free_into_a_top_below_the_trim_threshold);
+}
+
+/* The same top, with someone else's break after it: no trim can shrink
+ * it, but malloc_trim gives back its pages. */
+Test(heap, malloc_trim_gives_back_a_top_under_someone_elses_break)
+{
+    if (UNDER_VALGRIND())
+        cr_skip_test("resident memory under valgrind is its own, not the program's");
+    ptm_params.purge_delay = 0; /* only malloc_trim gives back */
+    free_mib_into_top(48, 1);
+    cr_assert_eq(malloc_trim(0), 1, "malloc_trim gave nothing back");
+    size_t after = rss_kib();
+    double r = ((double)after - (double)scattered_base) / ((double)scattered_before - (double)scattered_base);
+    cr_assert_lt(r, 0.3, "RSS after malloc_trim is %.0f%% of before", r * 100);
+    check_heap();
 }
 
 Test(heap, purging_off_keeps_free_pages)
