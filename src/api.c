@@ -705,8 +705,7 @@ PTM_INLINE void *realloc_heap(ptm_chunk_t *p, size_t n, size_t nb, int track)
         track_internal_begin(); /* the key word may lie past the program's bytes */
     /* Also for a block that stays as it is: a cached one would be the
      * program's and the cache's at once. */
-    if (ptm_unlikely(((uintptr_t *)mem)[1] == ptm_tcache_key) &&
-        (size <= PTM_TCACHE_MAX_SIZE || size <= ptm_tcache.large_max))
+    if (ptm_unlikely(((uintptr_t *)mem)[1] == ptm_tcache_key))
         check_not_freed(p);
     if (nb <= size && size - nb < PTM_MIN_CHUNK && ptm_likely(ptm_inuse(p))) {
         if (track)
